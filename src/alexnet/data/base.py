@@ -1,0 +1,100 @@
+"""What every data module shares: stored-size uint8 images in, §4.1 transforms, loaders out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from alexnet.data.transforms import EvalTransform, TrainTransform
+
+
+class DataError(RuntimeError):
+    """A data set is missing, truncated or malformed; the message says which file and what to do."""
+
+
+class Transformed(Dataset):
+    """(uint8 image, label) pairs from `source`, passed through `transform`."""
+
+    def __init__(self, source: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.source, self.transform = source, transform
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img, label = self.source[i]
+        return self.transform(img), label
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Subclasses implement `load()`, which sets `self.sources` (train/val/test datasets of uint8
+    CxSxS images at the stored size) and `self.mean` (per-channel training-set mean in [0, 1])."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        channels: int,
+        stored_size: int,
+        crop_size: int,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        test_crops: int = 1,
+        augment: dict[str, bool] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers}: must be >= 0")
+        if not 1 <= crop_size <= stored_size:
+            raise ValueError(
+                f"crop_size={crop_size} with stored_size={stored_size}: the crop must fit in the "
+                "stored image (1 <= crop_size <= stored_size), as 224 fits in 256"
+            )
+        if test_crops not in (1, 10):
+            raise ValueError(f"test_crops={test_crops}: allowed 1 (centre) or 10 (corners+centre, mirrored)")
+        augment = {"random_crop": True, "flip": True, **(augment or {})}
+        unknown = set(augment) - {"random_crop", "flip"}
+        if unknown:
+            raise ValueError(f"augment has unknown keys {sorted(unknown)}: allowed random_crop, flip")
+        self.num_classes, self.channels = num_classes, channels
+        self.stored_size, self.crop_size = stored_size, crop_size
+        self.batch_size, self.num_workers, self.test_crops = batch_size, num_workers, test_crops
+        self.augment = augment
+        self.sources: dict[str, Dataset] = {}
+        self.mean: Sequence[float] = (0.0,) * channels
+        self.class_names: Sequence[str] = tuple(str(i) for i in range(num_classes))
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.sources:
+            self.load()
+
+    def _loader(self, split: str, transform: Callable, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            Transformed(self.sources[split], transform),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        transform = TrainTransform(self.crop_size, self.mean, **self.augment)
+        return self._loader("train", transform, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:  # centre crop: cheap, and what the schedule watches
+        return self._loader("val", EvalTransform(self.crop_size, self.mean, crops=1), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        transform = EvalTransform(self.crop_size, self.mean, crops=self.test_crops)
+        return self._loader("test", transform, shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean)}

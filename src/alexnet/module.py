@@ -1,0 +1,119 @@
+"""The LightningModule: loss, top-1/top-5 error, learning rate and throughput around the net."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class TopKError(MulticlassAccuracy):
+    """1 - top-k accuracy: the error rates the paper reports."""
+
+    def __init__(self, num_classes: int, top_k: int) -> None:
+        super().__init__(num_classes=num_classes, top_k=min(top_k, num_classes), average="micro")
+
+    def compute(self) -> torch.Tensor:
+        return 1.0 - super().compute()
+
+
+def average_softmax(logits: torch.Tensor, crops: int) -> torch.Tensor:
+    """§4.1: the prediction for an image is the mean of the softmax outputs of its crops."""
+    return logits.softmax(-1).view(-1, crops, logits.shape[-1]).mean(1)
+
+
+class AlexNetModule(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer],
+        num_classes: int,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net, self.optimizer_factory = net, optimizer
+        self.run_config = run_config  # saved into every checkpoint, so eval rebuilds this exact run
+        for stage in ("train", "val", "test"):  # train_metrics, val_metrics, test_metrics
+            errors = {"top1_err": TopKError(num_classes, 1), "top5_err": TopKError(num_classes, 5)}
+            setattr(self, f"{stage}_metrics", MetricCollection(errors, prefix=f"{stage}/"))
+        self._epoch_start = self._last_batch_end = 0.0
+        self._images_seen = 0
+        self.val_history: list[dict[str, float]] = []  # one row per validation, kept in checkpoints
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities for Bx C x H x W images, or for Bx10xCxHxW crops (averaged)."""
+        if x.ndim == 5:
+            b, crops = x.shape[:2]
+            return average_softmax(self.net(x.flatten(0, 1)), crops)
+        return self.net(x).softmax(-1)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        if x.ndim == 5:  # multi-crop test: average probabilities, then the loss of that average
+            scores = self.predict_proba(x)
+            loss = F.nll_loss(scores.clamp_min(1e-12).log(), y)
+        else:
+            scores = self.net(x)
+            loss = F.cross_entropy(scores, y)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(scores.detach(), y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step "
+                f"{self.global_step}. The weights before this step are saved in "
+                "checkpoints/on_exception.ckpt. Lower optimizer.lr, or check the input data."
+            )
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self._images_seen += len(batch[1])
+        return loss
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self._last_batch_end = time.perf_counter()
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+        self._images_seen = 0
+
+    def on_train_epoch_end(self) -> None:  # data loading included, validation excluded
+        seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
+        self.log("train/images_per_sec", self._images_seen / seconds)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_validation_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        logged = self.trainer.callback_metrics
+        row = {k: float(v) for k, v in logged.items() if k.startswith("val/")}
+        self.val_history.append({"epoch": self.current_epoch, "step": self.global_step, **row})
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["alexnet_config"] = self.run_config
+        checkpoint["val_history"] = self.val_history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_history = list(checkpoint.get("val_history", []))

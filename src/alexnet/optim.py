@@ -1,0 +1,144 @@
+"""§5: the paper's update rule and its learning-rate schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+
+class PaperSGD(torch.optim.Optimizer):
+    """Eq. 3-4 of §5, exactly:  v <- m*v - wd*lr*w - lr*dL/dw ;  w <- w + v.
+
+    `torch.optim.SGD` keeps b <- m*b + (g + wd*w) and steps w <- w - lr*b. The two agree while the
+    learning rate is constant. When the rate drops, torch's step shrinks the whole accumulated
+    momentum at once; here the velocity keeps the momentum it gathered at the old rate and lets it
+    decay, which is what the paper's (and cuda-convnet's) update does.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"lr={lr}: must be > 0")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum={momentum}: must be in [0, 1)")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay={weight_decay}: must be >= 0")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, m, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                v = state["velocity"]
+                v.mul_(m).add_(p, alpha=-wd * lr).add_(p.grad, alpha=-lr)
+                p.add_(v)
+        return loss
+
+
+class PlateauSchedule(L.Callback):
+    """§5: divide the learning rate by 10 when validation error stops improving; stop after the
+    rate was "reduced three times prior to termination".
+
+    torch's ReduceLROnPlateau decides when; this callback steps it right after each validation and
+    ends training at the first plateau *after* `max_reductions` reductions: the net trains at the
+    last rate until that stops helping too, instead of dividing a fourth time.
+
+    Why a callback rather than Lightning's `lr_scheduler` dict: Lightning steps plateau schedulers
+    after `on_train_epoch_end` and after the checkpoint of that epoch is written, so neither the
+    checkpoint nor any callback could see the new rate in time to stop. Here the step happens
+    before ModelCheckpoint (Lightning runs checkpoint callbacks last), so a checkpoint holds the
+    schedule as it is after the epoch, and resuming continues it.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val/top1_err",
+        factor: float = 0.1,
+        patience: int = 1,
+        threshold: float = 1e-4,
+        max_reductions: int = 3,
+    ) -> None:
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor={factor}: must be in (0, 1)")
+        if patience < 0 or max_reductions < 0:
+            raise ValueError("patience and max_reductions must be >= 0")
+        self.monitor, self.factor, self.patience = monitor, factor, patience
+        self.threshold, self.max_reductions = threshold, max_reductions
+        self.reductions = 0
+        self.scheduler: ReduceLROnPlateau | None = None
+        self._pending_state: dict | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.scheduler = ReduceLROnPlateau(
+            trainer.optimizers[0],
+            mode="min",
+            factor=self.factor,
+            patience=self.patience,
+            threshold=self.threshold,
+        )
+        if self._pending_state is not None:  # resumed from a checkpoint
+            self.scheduler.load_state_dict(self._pending_state)
+            self._pending_state = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.scheduler is None:
+            return
+        metric = trainer.callback_metrics.get(self.monitor)
+        if metric is None:
+            raise KeyError(
+                f"scheduler.monitor={self.monitor!r} was not logged; logged metrics are "
+                f"{sorted(trainer.callback_metrics)}"
+            )
+        if not torch.isfinite(metric):  # nothing to learn from a broken epoch; no step either
+            return
+        optimizer = trainer.optimizers[0]
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        before = lrs[0]
+        if self.reductions >= self.max_reductions:
+            # At the last rate: a plateau now ends training instead of a further reduction.
+            self.scheduler.step(metric)
+            if optimizer.param_groups[0]["lr"] < before:
+                for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+                    group["lr"] = lr
+                rank_zero_info(
+                    f"{self.monitor} stopped improving after {self.reductions} learning-rate "
+                    "reductions: stopping, as in the paper (§5)"
+                )
+                trainer.should_stop = True
+            return
+        self.scheduler.step(metric)
+        after = optimizer.param_groups[0]["lr"]
+        if after < before:
+            self.reductions += 1
+            rank_zero_info(
+                f"{self.monitor} plateaued: learning rate {before:g} -> {after:g} "
+                f"(reduction {self.reductions} of {self.max_reductions})"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        scheduler = self.scheduler.state_dict() if self.scheduler else self._pending_state
+        return {"reductions": self.reductions, "scheduler": scheduler}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.reductions = state_dict["reductions"]
+        self._pending_state = state_dict["scheduler"]

@@ -1,0 +1,140 @@
+"""What `src/train.py` and `src/eval.py` do, as functions of a composed Hydra config."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet.data import ImageDataModule
+from alexnet.module import AlexNetModule
+from alexnet.utils import git_commit, print_config_tree, print_metrics_table, to_float_dict, write_json
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; raised before any training starts."""
+
+
+def _build(group: str, node: DictConfig | None, **kwargs: Any) -> Any:
+    """Hydra-instantiate `node`, turning any failure into one message that names the group."""
+    try:
+        return instantiate(node, **kwargs)
+    except (InstantiationException, TypeError, ValueError) as e:
+        cause = e
+        while cause.__cause__ is not None:  # Hydra wraps the constructor's own message
+            cause = cause.__cause__
+        raise ConfigError(f"{group}: {cause}") from e
+
+
+def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callback]]:
+    """The module, data and schedule of a run. Every constructor validates its own arguments,
+    so a bad value stops here, before any training, with the config group in the message."""
+    datamodule = _build("data", cfg.data)
+    net = _build("model", cfg.model)
+    optimizer = _build("optimizer", cfg.optimizer)
+    _build("optimizer", cfg.optimizer, params=[torch.zeros(1, requires_grad=True)])  # validate now
+    callbacks = [_build(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items()]
+    if cfg.get("scheduler"):
+        callbacks.append(_build("scheduler", cfg.scheduler))
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config)
+    return module, datamodule, callbacks
+
+
+def _test_title(crops: int, ckpt: str | Path) -> str:
+    return f"Test error, {'centre crop' if crops == 1 else f'{crops} crops'}, of {Path(ckpt).name}"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    started = time.time()
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    print_config_tree(cfg, save_to=out / "config_tree.log")
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    L.seed_everything(cfg.seed, workers=True)
+    module, datamodule, callbacks = build(cfg)
+    loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items()]
+    trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if cfg.train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.time() - started
+
+    test_metrics: dict[str, float] = {}
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or (None if cfg.train else cfg.get("ckpt_path"))
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        test_metrics = to_float_dict(results[0]) if results else {}
+        print_metrics_table(_test_title(datamodule.test_crops, ckpt or "the final weights"), test_metrics)
+
+    history = module.val_history
+    best_row = min(history, key=lambda r: r.get("val/top1_err", float("inf")), default={})
+    scheduler = next((c for c in callbacks if hasattr(c, "reductions")), None)
+    summary = {
+        "run_dir": str(out),
+        "seed": cfg.seed,
+        "git": git_commit(),
+        "parameters": sum(p.numel() for p in module.net.parameters()),
+        "lrn_alpha_convention": cfg.model.lrn.alpha_convention if cfg.model.lrn.enabled else None,
+        "test_crops": datamodule.test_crops,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "lr_reductions": getattr(scheduler, "reductions", None),
+        "final_lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+        "best_epoch": best_row.get("epoch"),
+        "best_val": {k: v for k, v in best_row.items() if k.startswith("val/")},
+        "final_val": {k: v for k, v in (history[-1] if history else {}).items() if k.startswith("val/")},
+        "test": test_metrics,
+        "checkpoints": {
+            "best": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
+            "last": str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").exists() else None,
+        },
+        "fit_seconds": round(fit_seconds, 1),
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    if trainer.is_global_zero:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild a finished run from the config saved in its checkpoint and test it."""
+    if cfg.ckpt_path:
+        ckpt_path = Path(cfg.ckpt_path)
+    elif cfg.run_dir:
+        ckpt_path = Path(cfg.run_dir) / "checkpoints" / "best.ckpt"
+    else:
+        raise ConfigError("pass run_dir=PATH (a directory of src/train.py) or ckpt_path=PATH")
+    if not ckpt_path.is_file():
+        raise ConfigError(f"no checkpoint at {ckpt_path}; pass ckpt_path=PATH to a .ckpt file")
+    # Our own checkpoints hold plain Python types besides tensors (the run's config, the schedule).
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if not checkpoint.get("alexnet_config"):
+        raise ConfigError(f"{ckpt_path} holds no run config: it was not written by src/train.py")
+    run_cfg = OmegaConf.create(checkpoint["alexnet_config"])
+    for key in ("test_crops", "batch_size"):
+        if cfg.get(key) is not None:
+            run_cfg.data[key] = cfg[key]
+
+    datamodule = _build("data", run_cfg.data)
+    net = _build("model", run_cfg.model)
+    module = AlexNetModule(
+        net, optimizer=None, num_classes=datamodule.num_classes, run_config=checkpoint["alexnet_config"]
+    )
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)
+    results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    print_metrics_table(_test_title(datamodule.test_crops, ckpt_path), results)
+    report = {"checkpoint": str(ckpt_path), "test_crops": datamodule.test_crops, "test": results}
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "eval.json", report)
+    return report
