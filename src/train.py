@@ -10,14 +10,14 @@ from omegaconf import DictConfig
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.data import DataError  # noqa: E402  (python src/train.py finds the package beside it)
-from alexnet.pipeline import ConfigError, train  # noqa: E402
+from alexnet.pipeline import ConfigError, Interrupted, train  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, FloatingPointError, Interrupted) as e:
         sys.exit(f"error: {e}")
     return summary["best_val"].get("val/top1_err")  # what a Hydra sweeper would optimise
 

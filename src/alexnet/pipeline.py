@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,10 +24,14 @@ class ConfigError(ValueError):
     """A config value that cannot work; raised before any training starts."""
 
 
-def _build(group: str, node: DictConfig | None, **kwargs: Any) -> Any:
-    """Hydra-instantiate `node`, turning any failure into one message that names the group."""
+class Interrupted(RuntimeError):
+    """Training was stopped from outside; the message says which checkpoint to resume from."""
+
+
+def _build(group: str, node: DictConfig | Callable, *args: Any, **kwargs: Any) -> Any:
+    """Hydra-instantiate `node` (or call it), turning any failure into one message naming the group."""
     try:
-        return instantiate(node, **kwargs)
+        return node(*args, **kwargs) if callable(node) else instantiate(node, *args, **kwargs)
     except (InstantiationException, TypeError, ValueError) as e:
         cause = e
         while cause.__cause__ is not None:  # Hydra wraps the constructor's own message
@@ -38,7 +45,7 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     datamodule = _build("data", cfg.data)
     net = _build("model", cfg.model)
     optimizer = _build("optimizer", cfg.optimizer)
-    _build("optimizer", cfg.optimizer, params=[torch.zeros(1, requires_grad=True)])  # validate now
+    _build("optimizer", optimizer, [torch.zeros(1, requires_grad=True)])  # check its values now
     callbacks = [_build(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items()]
     if cfg.get("scheduler"):
         callbacks.append(_build("scheduler", cfg.scheduler))
@@ -64,7 +71,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with warnings.catch_warnings():  # OnExceptionCheckpoint makes Lightning look for a run to resume
+            warnings.filterwarnings("ignore", r".*ckpt_path=None\)` was called without a model")
+            warnings.filterwarnings("ignore", r".*there is no last checkpoint available")
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
+                resume = out / "checkpoints" / "on_exception.ckpt"
+                raise Interrupted(f"killed (SIGTERM) at step {trainer.global_step}; resume with ckpt_path={resume}") from e
     fit_seconds = time.time() - started
 
     test_metrics: dict[str, float] = {}

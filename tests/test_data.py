@@ -1,0 +1,146 @@
+"""Embedded data: finding, reading and checking the idx files; the split; §4.1 transforms."""
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet.data import DataError, FashionMNISTDataModule, SyntheticDataModule
+from alexnet.data.fashion_mnist import FILES, read_idx
+from alexnet.data.transforms import EvalTransform, TrainTransform, center_crop, ten_crop
+from alexnet.module import average_softmax
+from conftest import write_fashion_mnist, write_idx
+
+
+def module(folder: Path, **kw) -> FashionMNISTDataModule:
+    return FashionMNISTDataModule(data_dir=str(folder), search_dirs=[], download_url=None, val_size=100, **kw)
+
+
+def test_reads_the_files_splits_seeded_and_pads_to_the_stored_size(fmnist_dir: Path) -> None:
+    a, b = module(fmnist_dir), module(fmnist_dir)
+    a.setup(), b.setup()
+    assert [len(a.sources[s]) for s in ("train", "val", "test")] == [500, 100, 200]
+    assert torch.equal(a.sources["val"].tensors[0], b.sources["val"].tensors[0])  # same seed, same split
+    assert a.sources["train"].tensors[0].shape[1:] == (1, 32, 32)
+    c = module(fmnist_dir, split_seed=1)
+    c.setup()
+    assert not torch.equal(a.sources["val"].tensors[1], c.sources["val"].tensors[1])
+    train_mean = a.sources["train"].tensors[0].float().mean().item() / 255
+    assert a.mean[0] == pytest.approx(train_mean, rel=1e-5)  # training split only
+
+
+def test_train_batches_are_crops_of_the_crop_size_with_the_mean_removed(fmnist_dir: Path) -> None:
+    dm = module(fmnist_dir, batch_size=16)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 1, 28, 28) and y.shape == (16,)
+    assert x.min() >= -dm.mean[0] - 1e-6 and x.max() <= 1 - dm.mean[0] + 1e-6
+    x, _ = next(iter(dm.test_dataloader()))
+    assert x.shape == (16, 1, 28, 28)
+    dm10 = module(fmnist_dir, batch_size=4, test_crops=10)
+    dm10.setup()
+    assert next(iter(dm10.test_dataloader()))[0].shape == (4, 10, 1, 28, 28)
+
+
+def test_finds_files_in_a_search_dir_after_data_dir(tmp_path: Path, fmnist_dir: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "empty"), search_dirs=[str(fmnist_dir)], download_url=None,
+                                val_size=100)
+    dm.setup()
+    assert len(dm.sources["test"]) == 200
+
+
+def test_missing_everywhere_says_where_it_looked_and_how_to_get_them(tmp_path: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "a"), search_dirs=[str(tmp_path / "b")],
+                                download_url=(tmp_path / "nowhere").as_uri() + "/")
+    with pytest.raises(DataError) as e:
+        dm.setup()
+    msg = str(e.value)
+    assert str(tmp_path / "a") in msg and str(tmp_path / "b") in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "downloading" in msg
+
+
+def test_download_verifies_checksums_and_keeps_no_bad_file(tmp_path: Path, fmnist_dir: Path) -> None:
+    # A "mirror" serving our generated files: readable, but not the published data.
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "dl"), search_dirs=[], download_url=fmnist_dir.as_uri() + "/")
+    with pytest.raises(DataError, match="checksum mismatch"):
+        dm.setup()
+    assert not any((tmp_path / "dl").iterdir())
+
+
+def test_truncated_file_is_named(tmp_path: Path) -> None:
+    folder = write_fashion_mnist(tmp_path / "f", n_train=200, n_test=50)
+    path = folder / FILES["train_images"]
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*truncated"):
+        module(folder).setup()
+    path.write_bytes(path.read_bytes()[:100])  # cut inside the gzip stream
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*gzip"):
+        module(folder).setup()
+
+
+def test_wrong_file_is_named(tmp_path: Path) -> None:
+    folder = write_fashion_mnist(tmp_path / "f", n_train=200, n_test=50)
+    path = folder / FILES["test_labels"]
+    path.write_bytes(gzip.compress(b"<html>not found</html>"))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz.*magic"):
+        module(folder).setup()
+    write_idx(path, torch.zeros(49, dtype=torch.uint8))  # one label short
+    with pytest.raises(DataError, match="do not match"):
+        module(folder).setup()
+
+
+def test_read_idx_round_trip(tmp_path: Path) -> None:
+    x = torch.randint(0, 256, (3, 4, 5), dtype=torch.uint8)
+    write_idx(tmp_path / "x.gz", x)
+    assert torch.equal(read_idx(tmp_path / "x.gz"), x)
+
+
+@pytest.mark.parametrize("kw, key", [({"crop_size": 40}, "crop_size"), ({"batch_size": 0}, "batch_size"),
+                                     ({"test_crops": 5}, "test_crops")])
+def test_bad_data_settings_are_named(fmnist_dir: Path, kw: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        module(fmnist_dir, **kw)
+
+
+def test_ten_crop_is_four_corners_centre_and_their_mirrors() -> None:
+    img = torch.arange(36).view(1, 6, 6)
+    crops = ten_crop(img, 4)
+    assert crops.shape == (10, 1, 4, 4)
+    assert torch.equal(crops[0], img[:, :4, :4]) and torch.equal(crops[3], img[:, 2:, 2:])
+    assert torch.equal(crops[1], img[:, :4, 2:]) and torch.equal(crops[2], img[:, 2:, :4])
+    assert torch.equal(crops[4], center_crop(img, 4)) and torch.equal(crops[4], img[:, 1:5, 1:5])
+    for i in range(5):
+        assert torch.equal(crops[5 + i], crops[i].flip(-1))
+
+
+def test_train_transform_crops_anywhere_and_flips_half_the_time() -> None:
+    torch.manual_seed(0)
+    img = torch.arange(64, dtype=torch.uint8).view(1, 8, 8)
+    t = TrainTransform(crop_size=6, mean=[0.0])
+    outs = [t(img) for _ in range(400)]
+    corners = {round(o[0, 0, 0].item() * 255) for o in outs}
+    # top-left pixel of an unflipped crop is img[t, l]; of a flipped one img[t, l + 5]
+    assert corners == {r * 8 + c for r in range(3) for c in (0, 1, 2, 5, 6, 7)}
+    flipped = sum(o[0, 0, 0] > o[0, 0, -1] for o in outs)
+    assert 150 < flipped < 250
+    fixed = TrainTransform(crop_size=6, mean=[0.0], random_crop=False, flip=False)
+    assert all(torch.equal(fixed(img), EvalTransform(6, [0.0])(img)) for _ in range(5))
+
+
+def test_ten_crop_prediction_averages_softmax_not_logits() -> None:
+    logits = torch.tensor([[0.0, 10.0], [3.0, 0.0], [3.0, 0.0]])  # one image, three crops
+    probs = average_softmax(logits, crops=3)
+    torch.testing.assert_close(probs, logits.softmax(-1).mean(0, keepdim=True))
+    assert probs.argmax(-1).item() == 0  # two crops fairly sure of class 0 outvote one very sure crop
+    assert logits.mean(0).argmax().item() == 1  # averaging logits would have said class 1
+
+
+def test_synthetic_data_is_repeatable_and_shaped_like_ilsvrc() -> None:
+    dm = SyntheticDataModule(num_classes=1000, channels=3, stored_size=256, crop_size=224, batch_size=2,
+                             train_size=4, val_size=2, test_size=2)
+    dm.setup()
+    assert torch.equal(dm.sources["train"][1][0], dm.sources["train"][1][0])
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (2, 3, 224, 224)

@@ -1,0 +1,160 @@
+"""The net of §3: sizes, parameter count, tower connectivity, switches, LRN, initialisation."""
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet import AlexNet, LocalResponseNorm
+from alexnet.model import conv_channels
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+
+
+def neurons_per_layer(net: AlexNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    hooks = [
+        getattr(net, name).register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape[1:]))
+        for name in LAYERS
+    ]
+    net(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+@pytest.fixture(scope="module")
+def paper_net() -> AlexNet:
+    torch.manual_seed(0)
+    return AlexNet().eval()
+
+
+def test_paper_net_parameter_count_and_layer_sizes(paper_net: AlexNet) -> None:
+    assert sum(p.numel() for p in paper_net.parameters()) == 60_965_224
+    with torch.no_grad():
+        shapes = neurons_per_layer(paper_net, torch.randn(1, 3, 224, 224))
+    assert tuple(shapes["conv1"]) == (96, 55, 55)
+    # The paper's caption says 253,440 for conv1: a typo for 55*55*96 = 290,400.
+    sizes = {name: int(torch.tensor(s).prod()) for name, s in shapes.items()}
+    assert sizes["conv1"] == 290_400
+    assert [sizes[n] for n in LAYERS[1:]] == [186_624, 64_896, 64_896, 43_264, 4096, 4096, 1000]
+
+
+def test_two_towers_are_grouped_where_the_paper_says(paper_net: AlexNet) -> None:
+    assert [getattr(paper_net, n).groups for n in ("conv1", "conv2", "conv3", "conv4", "conv5")] == [1, 2, 1, 2, 2]
+    assert paper_net.conv2.weight.shape[1] == 48  # 5x5x48: each kernel sees its own tower's maps
+    assert paper_net.conv4.weight.shape[1] == paper_net.conv5.weight.shape[1] == 192
+
+
+def test_tower_b_input_does_not_reach_tower_a_in_conv2_but_reaches_conv3() -> None:
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, in_channels=1, input_size=28, width=0.25, fc_width=64, stem_kernel=6,
+                  stem_stride=1, stem_padding=(0, 0, 0, 0), init="kaiming").eval()
+    half = net.conv1.out_channels // 2
+    maps = torch.rand(1, net.conv1.out_channels, 11, 11)  # what conv2 receives: pooled conv1 maps
+    perturbed = maps.clone()
+    perturbed[:, half:] += torch.randn_like(perturbed[:, half:])  # tower B's maps only
+    with torch.no_grad():
+        a, b = net.conv2(maps), net.conv2(perturbed)
+        out_half = net.conv2.out_channels // 2
+        assert torch.equal(a[:, :out_half], b[:, :out_half])  # tower A's conv2 outputs unchanged
+        assert not torch.allclose(a[:, out_half:], b[:, out_half:])
+        # conv3 connects across towers: a change in tower B's conv2 maps reaches tower A's conv3 half
+        c, d = net.conv3(torch.relu(a)), net.conv3(torch.relu(b))
+        assert not torch.allclose(c[:, : net.conv3.out_channels // 2], d[:, : net.conv3.out_channels // 2])
+
+
+def test_lrn_stays_within_a_tower() -> None:
+    lrn = LocalResponseNorm(n=5, alpha=1.0, groups=2)
+    x = torch.rand(1, 8, 2, 2)
+    y = lrn(x)
+    x2 = x.clone()
+    x2[:, 4] += 5.0  # tower B's first map is not a neighbour of tower A's last
+    assert torch.equal(lrn(x2)[:, :4], y[:, :4])
+
+
+def lrn_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """§3.3 literally: b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2)^beta."""
+    channels = a.shape[1]
+    out = torch.empty_like(a)
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        out[:, i] = a[:, i] / (k + alpha * (a[:, lo : hi + 1] ** 2).sum(1)) ** beta
+    return out
+
+
+@pytest.mark.parametrize("convention", ["paper", "cuda_convnet"])
+def test_lrn_matches_the_formula_per_channel_edges_included(convention: str) -> None:
+    torch.manual_seed(0)
+    a = torch.rand(2, 12, 3, 3) * 30  # large activations, so alpha matters
+    lrn = LocalResponseNorm(n=5, alpha=1e-3, beta=0.75, k=2.0, alpha_convention=convention)
+    alpha = 1e-3 if convention == "paper" else 1e-3 / 5  # the author's code divides alpha by n
+    expected = lrn_loop(a.double(), 5, alpha, 0.75, 2.0).float()
+    torch.testing.assert_close(lrn(a), expected, rtol=1e-5, atol=1e-6)
+    other = "cuda_convnet" if convention == "paper" else "paper"
+    assert not torch.allclose(LocalResponseNorm(n=5, alpha=1e-3, alpha_convention=other)(a), expected)
+
+
+def test_one_tower_net_is_the_papers_half_kernel_comparison() -> None:
+    assert conv_channels(1.0, "one") == [48, 128, 192, 192, 256]
+    net = AlexNet(towers="one")
+    assert all(getattr(net, n).groups == 1 for n in ("conv2", "conv4", "conv5"))
+    assert net.fc6.in_features == 9216 and net.fc7.out_features == 4096
+
+
+def test_non_overlapping_pooling_keeps_every_size() -> None:
+    overlapping, non = AlexNet(), AlexNet(pooling="non_overlapping")
+    assert (overlapping.pool.kernel_size, overlapping.pool.stride) == (3, 2)
+    assert (non.pool.kernel_size, non.pool.stride) == (2, 2)
+    assert sum(p.numel() for p in non.parameters()) == 60_965_224
+    with torch.no_grad():
+        a = neurons_per_layer(overlapping.eval(), torch.randn(1, 3, 224, 224))
+        b = neurons_per_layer(non.eval(), torch.randn(1, 3, 224, 224))
+    assert a == b
+
+
+def test_mini_net_keeps_pooling_sizes_equal_too() -> None:
+    kw = dict(num_classes=10, in_channels=1, input_size=28, width=0.25, fc_width=512, stem_kernel=6,
+              stem_stride=1, stem_padding=(0, 0, 0, 0), init="kaiming")
+    a, b = AlexNet(**kw), AlexNet(**kw, pooling="non_overlapping")
+    assert a.conv1_size == (23, 23)
+    assert a.fc6.in_features == b.fc6.in_features == 64 * 2 * 2
+    assert a(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_switches_change_the_network() -> None:
+    net = AlexNet(activation="tanh", dropout=0.0, lrn={"enabled": False})
+    assert isinstance(net.act, nn.Tanh)
+    assert isinstance(net.lrn1, nn.Identity) and isinstance(net.lrn2, nn.Identity)
+    net.train()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(net(x), net(x))  # dropout 0: train mode is deterministic
+    with_dropout = AlexNet(dropout=0.5).train()
+    with torch.no_grad():
+        assert not torch.equal(with_dropout(x), with_dropout(x))
+
+
+def test_paper_initialisation(paper_net: AlexNet) -> None:
+    for name in LAYERS:
+        w = getattr(paper_net, name).weight
+        assert abs(w.std().item() - 0.01) < 0.001 and abs(w.mean().item()) < 0.001
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    for name in LAYERS:
+        bias = getattr(paper_net, name).bias
+        assert torch.equal(bias, torch.ones_like(bias) if name in ones else torch.zeros_like(bias)), name
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"dropout": 1.5}, "dropout"),
+        ({"activation": "foo"}, "activation"),
+        ({"pooling": "ceil"}, "pooling"),
+        ({"towers": "three"}, "towers"),
+        ({"input_size": 32}, "input_size"),
+        ({"lrn": {"alpha_convention": "caffe"}}, "alpha_convention"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        AlexNet(**kwargs)

@@ -1,0 +1,169 @@
+"""`python src/train.py` and `python src/eval.py` as a user runs them, on small generated files."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, data_overrides, run_script
+
+SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def fast_run(train_run):
+    """One finished debug=fast run of a net narrower than today's default, with centre-crop testing."""
+    proc, run_dir = train_run("debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1",
+                              "data.batch_size=32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, run_dir
+
+
+def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) -> None:
+    proc, run_dir = fast_run
+    assert "CONFIG" in proc.stdout and "Test error" in proc.stdout  # the config tree and the results table
+    for name in ("config.yaml", "config_tree.log", "metrics.csv", "summary.json", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt"):
+        assert (run_dir / name).is_file(), name
+    summary = read_summary(run_dir)
+    assert summary["steps"] == 3 and summary["epochs"] == 1 and summary["best_epoch"] == 0
+    assert set(summary["test"]) == {"test/loss", "test/top1_err", "test/top5_err"}
+    assert 0.0 <= summary["test"]["test/top1_err"] <= 1.0
+    assert summary["best_val"]["val/top1_err"] == summary["final_val"]["val/top1_err"]
+    assert summary["seed"] == 12345 and summary["lrn_alpha_convention"] == "cuda_convnet"
+    assert len(summary["git"]["commit"]) in (40, len("unknown"))
+    ckpt = torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)
+    assert summary["parameters"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("net."))
+    columns = read_metrics(run_dir)[0].keys()
+    assert {"train/loss_step", "val/top1_err", "val/top5_err", "lr", "train/images_per_sec"} <= set(columns)
+
+
+def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> None:
+    _, run_dir = fast_run
+    # The run's net (width 0.125) is not today's default (0.25): loading it into a default net would fail.
+    proc = run_script("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "eval/eval.json").read_text())
+    assert report["test_crops"] == 1
+    expected = read_summary(run_dir)["test"]
+    # debug=fast tested 2 batches; eval tests the whole (small) test set, so compare with a full test
+    assert set(report["test"]) == set(expected)
+    proc = run_script("eval.py", f"ckpt_path={run_dir}/checkpoints/best.ckpt", "test_crops=10",
+                      f"hydra.run.dir={tmp_path}/eval10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report10 = json.loads((tmp_path / "eval10/eval.json").read_text())
+    assert report10["test_crops"] == 10 and report10["test"] != report["test"]
+
+
+def test_eval_matches_the_test_of_the_training_run(train_run, tmp_path: Path) -> None:
+    proc, run_dir = train_run("debug=fast", "trainer.limit_test_batches=1.0", "data.test_crops=10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_script("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "eval/eval.json").read_text())
+    for key, value in read_summary(run_dir)["test"].items():
+        assert report["test"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_resume_from_last_checkpoint_continues_the_run(train_run) -> None:
+    proc, run_dir = train_run("debug=fast", "test=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = run_dir / "checkpoints/last.ckpt"
+    proc, run_dir = train_run("debug=fast", "test=false", f"ckpt_path={last}", "trainer.max_epochs=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["epochs"] == 2 and summary["steps"] == 6
+    assert [row["epoch"] for row in torch.load(last, weights_only=False)["val_history"]] == [0, 1]
+
+
+def test_paper_net_runs_end_to_end_on_synthetic_data(train_run) -> None:
+    proc, run_dir = train_run("model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4",
+                              generated_data=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["parameters"] == 60_965_224 and summary["steps"] == 3
+
+
+def test_debug_overfit_memorises_two_batches(train_run) -> None:
+    proc, run_dir = train_run("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false",
+                              "optimizer.lr=0.02")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_err = [float(r["train/top1_err"]) for r in read_metrics(run_dir) if r["train/top1_err"]]
+    assert train_err[0] > 0.5 and train_err[-1] <= 0.05
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("model.dropout=1.5", "model: dropout=1.5: must be in [0, 1)"),
+     ("model.activation=foo", "model: activation='foo': allowed ('relu', 'tanh')"),
+     ("model.dropuot=0.1", "Could not override 'model.dropuot'")],
+)
+def test_bad_value_stops_before_training_with_one_message(train_run, override: str, message: str) -> None:
+    proc, run_dir = train_run(override)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.csv").exists()
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run_script("train.py", f"data.data_dir={tmp_path}/none", "data.search_dirs=[]", "data.download_url=null",
+                      f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode != 0
+    assert "Fashion-MNIST not found" in proc.stderr and "apt-get install dataset-fashion-mnist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_weights(train_run) -> None:
+    proc, run_dir = train_run("optimizer.lr=1e6", "trainer.max_epochs=1", "test=false", "model.dropout=0")
+    assert proc.returncode != 0
+    assert "non-finite training loss" in proc.stderr and "Lower optimizer.lr" in proc.stderr
+    saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+
+
+@pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs the real files: apt-get install dataset-fashion-mnist")
+def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
+    proc = run_script("train.py", "trainer.max_epochs=1", "trainer.limit_train_batches=150", "data.test_crops=1",
+                      f"data.data_dir={tmp_path}/empty", f"hydra.run.dir={tmp_path}/run", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_summary(tmp_path / "run")
+    assert summary["steps"] == 150
+    assert summary["test"]["test/top1_err"] < 0.35  # 150 steps of 128 images: well past chance (0.9)
+
+
+def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "src/train.py"), *data_overrides(fmnist_dir), f"hydra.run.dir={run_dir}",
+            "trainer.max_epochs=1000", "trainer.log_every_n_steps=1", "data.batch_size=32"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "checkpoints/last.ckpt").exists():
+        time.sleep(0.5)  # wait until at least one epoch is done and the next one is under way
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "resume with ckpt_path=" in stderr, stderr[-3000:]
+    saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
+    assert saved["global_step"] > 0
+    proc = run_script("train.py", *data_overrides(fmnist_dir), f"hydra.run.dir={tmp_path}/resumed",
+                      f"ckpt_path={run_dir}/checkpoints/on_exception.ckpt",
+                      f"trainer.max_epochs={saved['epoch'] + 2}", "data.batch_size=32", "test=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_summary(tmp_path / "resumed")["steps"] > saved["global_step"]
