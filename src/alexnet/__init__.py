@@ -1,5 +1,6 @@
 """AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012), reproduced with Lightning and Hydra."""
 
 from alexnet.model import AlexNet, LocalResponseNorm
+from alexnet.towers import TwoTowerAlexNet, build_net
 
-__all__ = ["AlexNet", "LocalResponseNorm"]
+__all__ = ["AlexNet", "LocalResponseNorm", "TwoTowerAlexNet", "build_net"]

@@ -9,6 +9,7 @@ the same parameters as the two-GPU net.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -169,6 +170,13 @@ class AlexNet(nn.Module):
         if init == "paper":  # ... and biases 1 in conv2, conv4, conv5 and the hidden FC layers.
             for m in (self.conv2, self.conv4, self.conv5, self.fc6, self.fc7):
                 nn.init.ones_(m.bias)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        if f"{prefix}towers.0.conv1.weight" in state_dict:  # a two-device net's weights: join them
+            from alexnet.towers import convert_in_place, towers_to_grouped
+
+            convert_in_place(state_dict, prefix, towers_to_grouped)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.lrn1(self.act(self.conv1(self.pad(x)))))

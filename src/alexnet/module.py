@@ -46,6 +46,7 @@ class AlexNetModule(L.LightningModule):
         self._epoch_start = self._last_batch_end = 0.0
         self._images_seen = 0
         self.val_history: list[dict[str, float]] = []  # one row per validation, kept in checkpoints
+        self.replicas_identical: bool | None = None  # set after data-parallel training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -94,6 +95,13 @@ class AlexNetModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:  # data loading included, validation excluded
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.log("train/images_per_sec", self._images_seen / seconds)
+
+    def on_train_end(self) -> None:
+        """With data parallelism, check that every replica ended with the same weights."""
+        if self.trainer.world_size > 1:
+            digest = torch.stack([p.detach().double().sum().cpu() for p in self.net.parameters()]).sum()
+            digests = self.trainer.strategy.all_gather(digest.to(self.device))
+            self.replicas_identical = bool((digests == digests.flatten()[0]).all())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

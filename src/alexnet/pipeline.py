@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.data import ImageDataModule
 from alexnet.module import AlexNetModule
+from alexnet.strategies import PairedDDPStrategy, TwoDeviceStrategy
 from alexnet.utils import git_commit, print_config_tree, print_metrics_table, to_float_dict, write_json
 
 
@@ -46,7 +47,7 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     net = _build("model", cfg.model)
     optimizer = _build("optimizer", cfg.optimizer)
     _build("optimizer", optimizer, [torch.zeros(1, requires_grad=True)])  # check its values now
-    callbacks = [_build(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items()]
+    callbacks = [_build(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items() if v]
     if cfg.get("scheduler"):
         callbacks.append(_build("scheduler", cfg.scheduler))
     run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -54,12 +55,22 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     return module, datamodule, callbacks
 
 
+def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
+    """Trainer arguments that keep the two towers on their devices (§3.2); none for the grouped net."""
+    if not devices:
+        return {}
+    if isinstance(strategy, str) and strategy.startswith("ddp"):
+        return {"strategy": PairedDDPStrategy(list(devices))}
+    accelerator = "gpu" if torch.device(devices[0]).type == "cuda" else "cpu"
+    return {"strategy": TwoDeviceStrategy(list(devices)), "accelerator": accelerator, "devices": 1}
+
+
 def _test_title(crops: int, ckpt: str | Path) -> str:
     return f"Test error, {'centre crop' if crops == 1 else f'{crops} crops'}, of {Path(ckpt).name}"
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    started = time.time()
+    started, provenance = time.time(), git_commit()  # the code as it was when the run started
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     print_config_tree(cfg, save_to=out / "config_tree.log")
@@ -68,7 +79,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, callbacks = build(cfg)
     loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items()]
-    trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    placement = tower_placement(cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
+    trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
 
     if cfg.train:
         with warnings.catch_warnings():  # OnExceptionCheckpoint makes Lightning look for a run to resume
@@ -95,13 +107,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     summary = {
         "run_dir": str(out),
         "seed": cfg.seed,
-        "git": git_commit(),
+        "git": provenance,
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "lrn_alpha_convention": cfg.model.lrn.alpha_convention if cfg.model.lrn.enabled else None,
         "test_crops": datamodule.test_crops,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "lr_reductions": getattr(scheduler, "reductions", None),
+        "world_size": trainer.world_size,
+        "replicas_identical": module.replicas_identical,
+        "model_devices": OmegaConf.to_container(cfg.model, resolve=True).get("devices"),
         "final_lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
         "best_epoch": best_row.get("epoch"),
         "best_val": {k: v for k, v in best_row.items() if k.startswith("val/")},
@@ -137,6 +152,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for key in ("test_crops", "batch_size"):
         if cfg.get(key) is not None:
             run_cfg.data[key] = cfg[key]
+    if cfg.get("devices", "run") != "run":  # e.g. a split run evaluated on one device: devices=null
+        run_cfg.model.devices = cfg.devices
 
     datamodule = _build("data", run_cfg.data)
     net = _build("model", run_cfg.model)
@@ -144,7 +161,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         net, optimizer=None, num_classes=datamodule.num_classes, run_config=checkpoint["alexnet_config"]
     )
     module.load_state_dict(checkpoint["state_dict"])
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False)
+    placement = tower_placement(run_cfg.model.get("devices"), "auto") or {"accelerator": cfg.accelerator, "devices": 1}
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, **placement)
     results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     print_metrics_table(_test_title(datamodule.test_crops, ckpt_path), results)
     report = {"checkpoint": str(ckpt_path), "test_crops": datamodule.test_crops, "test": results}

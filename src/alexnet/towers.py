@@ -1,0 +1,131 @@
+"""§3.2: the net split over two devices, one tower on each, as the paper trained it on two GTX 580s.
+
+Each tower holds half the kernels of conv1-conv5 and half the units of fc6 and fc7. The towers
+exchange activations only where the paper says: conv3, fc6 and fc7 read both towers' outputs; fc8
+lives on the first device, which reads both towers' fc7 (the softmax, loss and metrics are there too,
+so the logits need no further move). Everything else stays on its own device.
+
+`TwoTowerAlexNet` computes the same function as the grouped one-device `AlexNet` with the same
+parameters, and either loads the other's state dict (`towers_to_grouped`, `grouped_to_towers`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from alexnet.model import AlexNet
+
+SPLIT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")  # halved by output unit
+
+
+class Tower(nn.Module):
+    """One device's half: layers cut from a grouped AlexNet along their output units."""
+
+    def __init__(self, net: AlexNet) -> None:
+        super().__init__()
+        self.pad, self.act, self.pool, self.dropout = (copy.deepcopy(m) for m in (net.pad, net.act, net.pool, net.dropout))
+        self.lrn1, self.lrn2 = (self._per_tower(m) for m in (net.lrn1, net.lrn2))
+        for name in SPLIT_LAYERS:
+            layer = getattr(net, name)
+            if isinstance(layer, nn.Conv2d):
+                half = nn.Conv2d(
+                    layer.in_channels // layer.groups if layer.groups == 2 else layer.in_channels,
+                    layer.out_channels // 2,
+                    layer.kernel_size,
+                    layer.stride,
+                    layer.padding,
+                )
+            else:
+                half = nn.Linear(layer.in_features, layer.out_features // 2)
+            setattr(self, name, half)
+
+    @staticmethod
+    def _per_tower(lrn: nn.Module) -> nn.Module:
+        if isinstance(lrn, nn.Identity):
+            return lrn
+        kw = {k: getattr(lrn, k) for k in ("n", "alpha", "beta", "k", "alpha_convention")}
+        return type(lrn)(**kw, groups=1)  # this device holds one tower's maps only
+
+
+def _cross(mine: torch.Tensor, theirs: torch.Tensor, first: bool) -> torch.Tensor:
+    """Both towers' activations on this tower's device, tower A's channels first."""
+    theirs = theirs.to(mine.device, non_blocking=True)
+    return torch.cat((mine, theirs) if first else (theirs, mine), dim=1)
+
+
+class TwoTowerAlexNet(nn.Module):
+    def __init__(self, devices: Sequence[str | torch.device] = ("cpu", "cpu"), **alexnet_kwargs: Any) -> None:
+        super().__init__()
+        if len(devices) != 2:
+            raise ValueError(f"devices={list(devices)}: give two devices, one per tower, e.g. [cuda:0, cuda:1]")
+        if alexnet_kwargs.get("towers", "two") != "two":
+            raise ValueError("towers='one' has a single tower: it cannot be split over two devices (devices=null)")
+        grouped = AlexNet(**alexnet_kwargs)  # the same initialisation as the one-device net
+        self.config = {**grouped.config, "devices": [str(d) for d in devices]}
+        self.devices = [torch.device(d) for d in devices]
+        with torch.random.fork_rng(devices=[]):  # their init is overwritten: leave the RNG as the grouped net does
+            self.towers = nn.ModuleList([Tower(grouped), Tower(grouped)])
+            self.fc8 = nn.Linear(grouped.fc8.in_features, grouped.fc8.out_features)
+        self.load_state_dict(grouped_to_towers(grouped.state_dict()))
+
+    def place(self) -> TwoTowerAlexNet:
+        """Tower i on devices[i], fc8 on devices[0]. Call after anything that moved the whole module."""
+        for tower, device in zip(self.towers, self.devices, strict=True):
+            tower.to(device)
+        self.fc8.to(self.devices[0])
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.towers
+        xa, xb = x.to(self.devices[0], non_blocking=True), x.to(self.devices[1], non_blocking=True)
+        ha, hb = (t.pool(t.lrn1(t.act(t.conv1(t.pad(v))))) for t, v in ((a, xa), (b, xb)))
+        ha, hb = (t.pool(t.lrn2(t.act(t.conv2(v)))) for t, v in ((a, ha), (b, hb)))
+        ha, hb = a.act(a.conv3(_cross(ha, hb, True))), b.act(b.conv3(_cross(hb, ha, False)))  # exchange
+        ha, hb = (t.pool(t.act(t.conv5(t.act(t.conv4(v))))) for t, v in ((a, ha), (b, hb)))
+        ha, hb = ha.flatten(1), hb.flatten(1)
+        ha, hb = a.dropout(a.act(a.fc6(_cross(ha, hb, True)))), b.dropout(b.act(b.fc6(_cross(hb, ha, False))))
+        ha, hb = a.dropout(a.act(a.fc7(_cross(ha, hb, True)))), b.dropout(b.act(b.fc7(_cross(hb, ha, False))))
+        return self.fc8(_cross(ha, hb, True))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        if f"{prefix}conv1.weight" in state_dict:  # a grouped net's weights: split them
+            convert_in_place(state_dict, prefix, grouped_to_towers)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def convert_in_place(state_dict: dict, prefix: str, convert) -> None:
+    """Replace the entries under `prefix` by `convert` of them (for loading across the two layouts)."""
+    mine = {k[len(prefix) :]: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(prefix)]}
+    state_dict.update({prefix + k: v for k, v in convert(mine).items()})
+
+
+def grouped_to_towers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """AlexNet's state dict -> TwoTowerAlexNet's: every split layer cut in half along its outputs."""
+    out = {f"fc8.{p}": state[f"fc8.{p}"] for p in ("weight", "bias")}
+    for name in SPLIT_LAYERS:
+        for p in ("weight", "bias"):
+            halves = state[f"{name}.{p}"].chunk(2, dim=0)
+            for i, half in enumerate(halves):
+                out[f"towers.{i}.{name}.{p}"] = half.clone()
+    return out
+
+
+def towers_to_grouped(state: Mapping[str, torch.Tensor], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """TwoTowerAlexNet's state dict -> AlexNet's, on one device."""
+    out = {f"fc8.{p}": state[f"fc8.{p}"].to(device) for p in ("weight", "bias")}
+    for name in SPLIT_LAYERS:
+        for p in ("weight", "bias"):
+            out[f"{name}.{p}"] = torch.cat([state[f"towers.{i}.{name}.{p}"].to(device) for i in range(2)])
+    return out
+
+
+def build_net(devices: Sequence[str] | None = None, **alexnet_kwargs: Any) -> nn.Module:
+    """The config's model: the grouped one-device net, or with `devices=[A, B]` the two-device split."""
+    if devices:
+        return TwoTowerAlexNet(list(devices), **alexnet_kwargs)
+    return AlexNet(**alexnet_kwargs)
