@@ -36,7 +36,7 @@ def main() -> None:
     ours = LocalResponseNorm(n=5, alpha=1e-4, beta=0.75, k=2.0, alpha_convention="cuda_convnet")
     print(f"device={args.device} threads={torch.get_num_threads()}")
     for shape in ((128, 24, 23, 23), (128, 96, 55, 55)):
-        x = torch.randn(shape, device=args.device, requires_grad=True) * 10
+        x = (torch.randn(shape, device=args.device) * 10).requires_grad_()
         torch.testing.assert_close(ours(x), F.local_response_norm(x, 5, 1e-4, 0.75, 2.0))
         t_torch = timed(lambda t: F.local_response_norm(t, 5, 1e-4, 0.75, 2.0), x, args.repeats)
         t_ours = timed(ours, x, args.repeats)

@@ -52,9 +52,15 @@ class Tower(nn.Module):
         return type(lrn)(**kw, groups=1)  # this device holds one tower's maps only
 
 
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Copies onto a GPU are ordered on its stream, so they need not block; a copy from a GPU into
+    # ordinary host memory must, or the CPU tower could read it before it has arrived.
+    return x.to(device, non_blocking=device.type == "cuda")
+
+
 def _cross(mine: torch.Tensor, theirs: torch.Tensor, first: bool) -> torch.Tensor:
     """Both towers' activations on this tower's device, tower A's channels first."""
-    theirs = theirs.to(mine.device, non_blocking=True)
+    theirs = _to(theirs, mine.device)
     return torch.cat((mine, theirs) if first else (theirs, mine), dim=1)
 
 
@@ -82,7 +88,7 @@ class TwoTowerAlexNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.towers
-        xa, xb = x.to(self.devices[0], non_blocking=True), x.to(self.devices[1], non_blocking=True)
+        xa, xb = _to(x, self.devices[0]), _to(x, self.devices[1])
         ha, hb = (t.pool(t.lrn1(t.act(t.conv1(t.pad(v))))) for t, v in ((a, xa), (b, xb)))
         ha, hb = (t.pool(t.lrn2(t.act(t.conv2(v)))) for t, v in ((a, ha), (b, hb)))
         ha, hb = a.act(a.conv3(_cross(ha, hb, True))), b.act(b.conv3(_cross(hb, ha, False)))  # exchange
