@@ -17,8 +17,20 @@ from alexnet.optim import PaperSGD
 
 NETS = {
     "paper": (dict(), (3, 224)),
-    "mini": (dict(num_classes=10, in_channels=1, input_size=28, width=0.25, fc_width=512, stem_kernel=6,
-                  stem_stride=1, stem_padding=(0, 0, 0, 0), init="kaiming"), (1, 28)),
+    "mini": (
+        dict(
+            num_classes=10,
+            in_channels=1,
+            input_size=28,
+            width=0.25,
+            fc_width=512,
+            stem_kernel=6,
+            stem_stride=1,
+            stem_padding=(0, 0, 0, 0),
+            init="kaiming",
+        ),
+        (1, 28),
+    ),
 }
 
 

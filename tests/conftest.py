@@ -78,7 +78,11 @@ def run_script(script: str, *overrides: str, cwd: Path = ROOT, timeout: int = 60
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / script), *overrides],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -15,8 +15,18 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml")
 
 
 def test_the_design_cards_groups_are_all_there() -> None:
-    required = {"model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "paths",
-                "debug"}
+    required = {
+        "model",
+        "data",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "logger",
+        "callbacks",
+        "experiment",
+        "paths",
+        "debug",
+    }
     assert required <= set(GROUPS) and (CONF / "hydra" / "default.yaml").is_file()
 
 
@@ -50,8 +60,12 @@ def test_defaults_are_the_papers_recipe(tmp_path: Path) -> None:
     assert cfg.data.batch_size == 128 and cfg.scheduler.factor == 0.1 and cfg.scheduler.max_reductions == 3
     lrn = cfg.model.lrn
     assert (lrn.k, lrn.n, lrn.alpha, lrn.beta) == (2.0, 5, 1e-4, 0.75)
-    assert (cfg.model.pooling, cfg.model.dropout, cfg.model.towers, cfg.model.init) == ("overlapping", 0.5, "two",
-                                                                                        "paper")
+    assert (cfg.model.pooling, cfg.model.dropout, cfg.model.towers, cfg.model.init) == (
+        "overlapping",
+        0.5,
+        "two",
+        "paper",
+    )
 
 
 @pytest.mark.parametrize(

@@ -44,15 +44,19 @@ def test_train_batches_are_crops_of_the_crop_size_with_the_mean_removed(fmnist_d
 
 
 def test_finds_files_in_a_search_dir_after_data_dir(tmp_path: Path, fmnist_dir: Path) -> None:
-    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "empty"), search_dirs=[str(fmnist_dir)], download_url=None,
-                                val_size=100)
+    dm = FashionMNISTDataModule(
+        data_dir=str(tmp_path / "empty"), search_dirs=[str(fmnist_dir)], download_url=None, val_size=100
+    )
     dm.setup()
     assert len(dm.sources["test"]) == 200
 
 
 def test_missing_everywhere_says_where_it_looked_and_how_to_get_them(tmp_path: Path) -> None:
-    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "a"), search_dirs=[str(tmp_path / "b")],
-                                download_url=(tmp_path / "nowhere").as_uri() + "/")
+    dm = FashionMNISTDataModule(
+        data_dir=str(tmp_path / "a"),
+        search_dirs=[str(tmp_path / "b")],
+        download_url=(tmp_path / "nowhere").as_uri() + "/",
+    )
     with pytest.raises(DataError) as e:
         dm.setup()
     msg = str(e.value)
@@ -97,8 +101,9 @@ def test_read_idx_round_trip(tmp_path: Path) -> None:
     assert torch.equal(read_idx(tmp_path / "x.gz"), x)
 
 
-@pytest.mark.parametrize("kw, key", [({"crop_size": 40}, "crop_size"), ({"batch_size": 0}, "batch_size"),
-                                     ({"test_crops": 5}, "test_crops")])
+@pytest.mark.parametrize(
+    "kw, key", [({"crop_size": 40}, "crop_size"), ({"batch_size": 0}, "batch_size"), ({"test_crops": 5}, "test_crops")]
+)
 def test_bad_data_settings_are_named(fmnist_dir: Path, kw: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         module(fmnist_dir, **kw)
@@ -138,8 +143,16 @@ def test_ten_crop_prediction_averages_softmax_not_logits() -> None:
 
 
 def test_synthetic_data_is_repeatable_and_shaped_like_ilsvrc() -> None:
-    dm = SyntheticDataModule(num_classes=1000, channels=3, stored_size=256, crop_size=224, batch_size=2,
-                             train_size=4, val_size=2, test_size=2)
+    dm = SyntheticDataModule(
+        num_classes=1000,
+        channels=3,
+        stored_size=256,
+        crop_size=224,
+        batch_size=2,
+        train_size=4,
+        val_size=2,
+        test_size=2,
+    )
     dm.setup()
     assert torch.equal(dm.sources["train"][1][0], dm.sources["train"][1][0])
     x, y = next(iter(dm.train_dataloader()))

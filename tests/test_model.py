@@ -47,8 +47,17 @@ def test_two_towers_are_grouped_where_the_paper_says(paper_net: AlexNet) -> None
 
 def test_tower_b_input_does_not_reach_tower_a_in_conv2_but_reaches_conv3() -> None:
     torch.manual_seed(0)
-    net = AlexNet(num_classes=10, in_channels=1, input_size=28, width=0.25, fc_width=64, stem_kernel=6,
-                  stem_stride=1, stem_padding=(0, 0, 0, 0), init="kaiming").eval()
+    net = AlexNet(
+        num_classes=10,
+        in_channels=1,
+        input_size=28,
+        width=0.25,
+        fc_width=64,
+        stem_kernel=6,
+        stem_stride=1,
+        stem_padding=(0, 0, 0, 0),
+        init="kaiming",
+    ).eval()
     half = net.conv1.out_channels // 2
     maps = torch.rand(1, net.conv1.out_channels, 11, 11)  # what conv2 receives: pooled conv1 maps
     perturbed = maps.clone()
@@ -82,11 +91,13 @@ def lrn_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> to
     return out
 
 
+@pytest.mark.parametrize("shifted_sums", [True, False])  # our CPU path, and torch's kernel (used on GPUs)
 @pytest.mark.parametrize("convention", ["paper", "cuda_convnet"])
-def test_lrn_matches_the_formula_per_channel_edges_included(convention: str) -> None:
+def test_lrn_matches_the_formula_per_channel_edges_included(convention: str, shifted_sums: bool) -> None:
     torch.manual_seed(0)
     a = torch.rand(2, 12, 3, 3) * 30  # large activations, so alpha matters
     lrn = LocalResponseNorm(n=5, alpha=1e-3, beta=0.75, k=2.0, alpha_convention=convention)
+    lrn.shifted_sums_on_cpu = shifted_sums
     alpha = 1e-3 if convention == "paper" else 1e-3 / 5  # the author's code divides alpha by n
     expected = lrn_loop(a.double(), 5, alpha, 0.75, 2.0).float()
     torch.testing.assert_close(lrn(a), expected, rtol=1e-5, atol=1e-6)
@@ -113,8 +124,17 @@ def test_non_overlapping_pooling_keeps_every_size() -> None:
 
 
 def test_mini_net_keeps_pooling_sizes_equal_too() -> None:
-    kw = dict(num_classes=10, in_channels=1, input_size=28, width=0.25, fc_width=512, stem_kernel=6,
-              stem_stride=1, stem_padding=(0, 0, 0, 0), init="kaiming")
+    kw = dict(
+        num_classes=10,
+        in_channels=1,
+        input_size=28,
+        width=0.25,
+        fc_width=512,
+        stem_kernel=6,
+        stem_stride=1,
+        stem_padding=(0, 0, 0, 0),
+        init="kaiming",
+    )
     a, b = AlexNet(**kw), AlexNet(**kw, pooling="non_overlapping")
     assert a.conv1_size == (23, 23)
     assert a.fc6.in_features == b.fc6.in_features == 64 * 2 * 2

@@ -96,8 +96,12 @@ def loader() -> DataLoader:
 def fit(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None) -> tuple[L.Trainer, Flat, PlateauSchedule]:
     model, schedule = Flat(), PlateauSchedule(patience=0, max_reductions=3)
     trainer = L.Trainer(
-        max_epochs=max_epochs, callbacks=[schedule, L.pytorch.callbacks.ModelCheckpoint(tmp_path, save_last=True)],
-        logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=max_epochs,
+        callbacks=[schedule, L.pytorch.callbacks.ModelCheckpoint(tmp_path, save_last=True)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         default_root_dir=tmp_path,
     )
     trainer.fit(model, loader(), loader(), ckpt_path=ckpt_path)

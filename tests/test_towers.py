@@ -14,8 +14,17 @@ from alexnet.strategies import pair_for_rank
 from alexnet.towers import grouped_to_towers, towers_to_grouped
 from conftest import ROOT, compose_train, data_overrides, run_script
 
-MINI = dict(num_classes=10, in_channels=1, input_size=28, width=0.25, fc_width=64, stem_kernel=6, stem_stride=1,
-            stem_padding=(0, 0, 0, 0), init="kaiming")
+MINI = dict(
+    num_classes=10,
+    in_channels=1,
+    input_size=28,
+    width=0.25,
+    fc_width=64,
+    stem_kernel=6,
+    stem_stride=1,
+    stem_padding=(0, 0, 0, 0),
+    init="kaiming",
+)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -43,8 +52,15 @@ def test_same_initialisation_and_parameter_count_as_the_grouped_net() -> None:
 def test_paper_net_splits_into_two_halves_of_every_layer() -> None:
     split = TwoTowerAlexNet(["cpu", "cpu"])
     a = split.towers[0]
-    assert [a.conv1.out_channels, a.conv2.out_channels, a.conv3.out_channels, a.conv4.out_channels,
-            a.conv5.out_channels, a.fc6.out_features, a.fc7.out_features] == [48, 128, 192, 192, 128, 2048, 2048]
+    assert [
+        a.conv1.out_channels,
+        a.conv2.out_channels,
+        a.conv3.out_channels,
+        a.conv4.out_channels,
+        a.conv5.out_channels,
+        a.fc6.out_features,
+        a.fc7.out_features,
+    ] == [48, 128, 192, 192, 128, 2048, 2048]
     assert (a.conv2.in_channels, a.conv3.in_channels, a.fc6.in_features) == (48, 256, 9216)  # conv3, fc6 cross
     assert sum(p.numel() for p in split.parameters()) == 60_965_224
 
@@ -117,27 +133,44 @@ def test_one_tower_net_cannot_be_split() -> None:
 
 
 def _fit(tmp_path: Path, fmnist_dir: Path, name: str, *overrides: str) -> dict:
-    cfg = compose_train([*data_overrides(fmnist_dir), "debug=fast", "model.dropout=0", "data.batch_size=32",
-                         "callbacks.progress_bar=null", "callbacks.model_summary=null", *overrides],
-                        tmp_path / name)
+    cfg = compose_train(
+        [
+            *data_overrides(fmnist_dir),
+            "debug=fast",
+            "model.dropout=0",
+            "data.batch_size=32",
+            "callbacks.progress_bar=null",
+            "callbacks.model_summary=null",
+            *overrides,
+        ],
+        tmp_path / name,
+    )
     return train(cfg)
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run by benchmarks/gpu_check.sh)")
 
 
-@pytest.mark.parametrize("devices", ["[cpu,cpu]", pytest.param("[cuda:0,cpu]", marks=CUDA),
-                                     pytest.param("[cuda:0,cuda:0]", marks=CUDA)])
-def test_trainer_run_checkpoint_and_resume_equal_the_grouped_net(devices: str, tmp_path: Path, fmnist_dir: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "devices", ["[cpu,cpu]", pytest.param("[cuda:0,cpu]", marks=CUDA), pytest.param("[cuda:0,cuda:0]", marks=CUDA)]
+)
+def test_trainer_run_checkpoint_and_resume_equal_the_grouped_net(
+    devices: str, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # fp32 convs, as on the CPU (matmuls are)
     tol = 1e-4 if "cuda" not in devices else 1e-3  # cuDNN and CPU kernels sum in different orders
     runs = {}
     for name, placement in (("grouped", "null"), ("split", devices)):
         first = _fit(tmp_path, fmnist_dir, name, f"model.devices={placement}", "test=false")
         last = tmp_path / name / "checkpoints/last.ckpt"
-        resumed = _fit(tmp_path, fmnist_dir, f"{name}_resumed", f"model.devices={placement}", f"ckpt_path={last}",
-                       "trainer.max_epochs=2")
+        resumed = _fit(
+            tmp_path,
+            fmnist_dir,
+            f"{name}_resumed",
+            f"model.devices={placement}",
+            f"ckpt_path={last}",
+            "trainer.max_epochs=2",
+        )
         ckpt = torch.load(tmp_path / f"{name}_resumed/checkpoints/last.ckpt", weights_only=False, map_location="cpu")
         runs[name] = (first, resumed, ckpt)
     (g1, g2, g_ckpt), (s1, s2, s_ckpt) = runs["grouped"], runs["split"]
@@ -155,8 +188,9 @@ def test_trainer_run_checkpoint_and_resume_equal_the_grouped_net(devices: str, t
 
 
 def test_split_checkpoint_evaluates_on_one_device(tmp_path: Path, fmnist_dir: Path) -> None:
-    _fit(tmp_path, fmnist_dir, "split", "model.devices=[cpu,cpu]", "trainer.limit_test_batches=1.0",
-         "data.test_crops=1")
+    _fit(
+        tmp_path, fmnist_dir, "split", "model.devices=[cpu,cpu]", "trainer.limit_test_batches=1.0", "data.test_crops=1"
+    )
     summary = json.loads((tmp_path / "split/summary.json").read_text())
     proc = run_script("eval.py", f"run_dir={tmp_path}/split", "devices=null", f"hydra.run.dir={tmp_path}/eval")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -166,8 +200,17 @@ def test_split_checkpoint_evaluates_on_one_device(tmp_path: Path, fmnist_dir: Pa
 
 @pytest.mark.parametrize("devices", ["null", "[cpu,cpu]"])
 def test_ddp_two_processes_keep_replicas_identical(devices: str, tmp_path: Path, fmnist_dir: Path) -> None:
-    proc = run_script("train.py", *data_overrides(fmnist_dir), "trainer=ddp", "debug=fast", f"model.devices={devices}",
-                      "data.batch_size=16", "test=false", f"hydra.run.dir={tmp_path}/run", cwd=ROOT)
+    proc = run_script(
+        "train.py",
+        *data_overrides(fmnist_dir),
+        "trainer=ddp",
+        "debug=fast",
+        f"model.devices={devices}",
+        "data.batch_size=16",
+        "test=false",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True and summary["steps"] == 3

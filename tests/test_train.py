@@ -29,8 +29,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
 @pytest.fixture
 def fast_run(train_run):
     """One finished debug=fast run of a net narrower than today's default, with centre-crop testing."""
-    proc, run_dir = train_run("debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1",
-                              "data.batch_size=32")
+    proc, run_dir = train_run(
+        "debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1", "data.batch_size=32"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, run_dir
 
@@ -38,8 +39,14 @@ def fast_run(train_run):
 def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) -> None:
     proc, run_dir = fast_run
     assert "CONFIG" in proc.stdout and "Test error" in proc.stdout  # the config tree and the results table
-    for name in ("config.yaml", "config_tree.log", "metrics.csv", "summary.json", "checkpoints/best.ckpt",
-                 "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "config_tree.log",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run_dir / name).is_file(), name
     summary = read_summary(run_dir)
     assert summary["steps"] == 3 and summary["epochs"] == 1 and summary["best_epoch"] == 0
@@ -64,8 +71,9 @@ def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> 
     expected = read_summary(run_dir)["test"]
     # debug=fast tested 2 batches; eval tests the whole (small) test set, so compare with a full test
     assert set(report["test"]) == set(expected)
-    proc = run_script("eval.py", f"ckpt_path={run_dir}/checkpoints/best.ckpt", "test_crops=10",
-                      f"hydra.run.dir={tmp_path}/eval10")
+    proc = run_script(
+        "eval.py", f"ckpt_path={run_dir}/checkpoints/best.ckpt", "test_crops=10", f"hydra.run.dir={tmp_path}/eval10"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report10 = json.loads((tmp_path / "eval10/eval.json").read_text())
     assert report10["test_crops"] == 10 and report10["test"] != report["test"]
@@ -93,16 +101,18 @@ def test_resume_from_last_checkpoint_continues_the_run(train_run) -> None:
 
 
 def test_paper_net_runs_end_to_end_on_synthetic_data(train_run) -> None:
-    proc, run_dir = train_run("model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4",
-                              generated_data=False)
+    proc, run_dir = train_run(
+        "model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4", generated_data=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["parameters"] == 60_965_224 and summary["steps"] == 3
 
 
 def test_debug_overfit_memorises_two_batches(train_run) -> None:
-    proc, run_dir = train_run("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false",
-                              "optimizer.lr=0.02")
+    proc, run_dir = train_run(
+        "debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false", "optimizer.lr=0.02"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     train_err = [float(r["train/top1_err"]) for r in read_metrics(run_dir) if r["train/top1_err"]]
     assert train_err[0] > 0.5 and train_err[-1] <= 0.05
@@ -110,9 +120,11 @@ def test_debug_overfit_memorises_two_batches(train_run) -> None:
 
 @pytest.mark.parametrize(
     "override, message",
-    [("model.dropout=1.5", "model: dropout=1.5: must be in [0, 1)"),
-     ("model.activation=foo", "model: activation='foo': allowed ('relu', 'tanh')"),
-     ("model.dropuot=0.1", "Could not override 'model.dropuot'")],
+    [
+        ("model.dropout=1.5", "model: dropout=1.5: must be in [0, 1)"),
+        ("model.activation=foo", "model: activation='foo': allowed ('relu', 'tanh')"),
+        ("model.dropuot=0.1", "Could not override 'model.dropuot'"),
+    ],
 )
 def test_bad_value_stops_before_training_with_one_message(train_run, override: str, message: str) -> None:
     proc, run_dir = train_run(override)
@@ -122,8 +134,13 @@ def test_bad_value_stops_before_training_with_one_message(train_run, override: s
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
-    proc = run_script("train.py", f"data.data_dir={tmp_path}/none", "data.search_dirs=[]", "data.download_url=null",
-                      f"hydra.run.dir={tmp_path}/run")
+    proc = run_script(
+        "train.py",
+        f"data.data_dir={tmp_path}/none",
+        "data.search_dirs=[]",
+        "data.download_url=null",
+        f"hydra.run.dir={tmp_path}/run",
+    )
     assert proc.returncode != 0
     assert "Fashion-MNIST not found" in proc.stderr and "apt-get install dataset-fashion-mnist" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -139,8 +156,15 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_weights(train_run) -
 
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs the real files: apt-get install dataset-fashion-mnist")
 def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
-    proc = run_script("train.py", "trainer.max_epochs=1", "trainer.limit_train_batches=150", "data.test_crops=1",
-                      f"data.data_dir={tmp_path}/empty", f"hydra.run.dir={tmp_path}/run", cwd=ROOT)
+    proc = run_script(
+        "train.py",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=150",
+        "data.test_crops=1",
+        f"data.data_dir={tmp_path}/empty",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_summary(tmp_path / "run")
     assert summary["steps"] == 150
@@ -149,10 +173,23 @@ def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
 
 def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    args = [sys.executable, str(ROOT / "src/train.py"), *data_overrides(fmnist_dir), f"hydra.run.dir={run_dir}",
-            "trainer.max_epochs=1000", "trainer.log_every_n_steps=1", "data.batch_size=32"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    args = [
+        sys.executable,
+        str(ROOT / "src/train.py"),
+        *data_overrides(fmnist_dir),
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_epochs=1000",
+        "trainer.log_every_n_steps=1",
+        "data.batch_size=32",
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "checkpoints/last.ckpt").exists():
         time.sleep(0.5)  # wait until at least one epoch is done and the next one is under way
@@ -162,8 +199,14 @@ def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
     assert proc.returncode != 0 and "resume with ckpt_path=" in stderr, stderr[-3000:]
     saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
     assert saved["global_step"] > 0
-    proc = run_script("train.py", *data_overrides(fmnist_dir), f"hydra.run.dir={tmp_path}/resumed",
-                      f"ckpt_path={run_dir}/checkpoints/on_exception.ckpt",
-                      f"trainer.max_epochs={saved['epoch'] + 2}", "data.batch_size=32", "test=false")
+    proc = run_script(
+        "train.py",
+        *data_overrides(fmnist_dir),
+        f"hydra.run.dir={tmp_path}/resumed",
+        f"ckpt_path={run_dir}/checkpoints/on_exception.ckpt",
+        f"trainer.max_epochs={saved['epoch'] + 2}",
+        "data.batch_size=32",
+        "test=false",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_summary(tmp_path / "resumed")["steps"] > saved["global_step"]

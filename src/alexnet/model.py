@@ -49,20 +49,28 @@ class LocalResponseNorm(nn.Module):
         self.alpha_convention, self.groups = alpha_convention, groups
         # the coefficient of the sum of squares in the denominator
         self.scale = alpha if alpha_convention == "paper" else alpha / n
+        self.shifted_sums_on_cpu = True  # both paths compute the same function; see _shifted_sums
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The sum over n adjacent maps as n shifted slices of the squares. torch's own
-        # local_response_norm gets it from avg_pool3d, about twice as slow on CPU forward+backward
-        # (benchmarks/lrn.py) -- and LRN is half the step time of the small net.
         b, c, h, w = x.shape
-        per_tower = c // self.groups
-        squares = x.square().reshape(b, self.groups, per_tower, h, w)
+        per_tower = x.reshape(b * self.groups, c // self.groups, h, w)
+        if x.is_cuda or not self.shifted_sums_on_cpu:  # torch's kernel is the faster one on GPUs
+            y = F.local_response_norm(per_tower, self.n, self.scale * self.n, self.beta, self.k)
+        else:
+            y = self._shifted_sums(per_tower)
+        return y.reshape(b, c, h, w)
+
+    def _shifted_sums(self, x: torch.Tensor) -> torch.Tensor:
+        # The sum over n adjacent maps as n shifted slices of the squares. torch's local_response_norm
+        # gets it from avg_pool3d, which is slower on CPU for the small maps of the embedded net, where
+        # LRN was half the step time (benchmarks/lrn.py); on a GPU torch's own is faster.
+        c = x.shape[1]
         front = self.n // 2  # maps i - n/2 ... i + n/2, cut at the tower's edges (zero padding)
-        padded = F.pad(squares, (0, 0, 0, 0, front, self.n - 1 - front))
-        window = padded[:, :, :per_tower]
+        padded = F.pad(x.square(), (0, 0, 0, 0, front, self.n - 1 - front))
+        window = padded[:, :c]
         for i in range(1, self.n):
-            window = window + padded[:, :, i : i + per_tower]
-        return x / (window.reshape(b, c, h, w) * self.scale + self.k).pow(self.beta)
+            window = window + padded[:, i : i + c]
+        return x / (window * self.scale + self.k).pow(self.beta)
 
     def extra_repr(self) -> str:
         return (

@@ -11,8 +11,8 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.data import ImageDataModule
@@ -90,7 +90,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
             except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
                 resume = out / "checkpoints" / "on_exception.ckpt"
-                raise Interrupted(f"killed (SIGTERM) at step {trainer.global_step}; resume with ckpt_path={resume}") from e
+                raise Interrupted(
+                    f"killed (SIGTERM) at step {trainer.global_step}; resume with ckpt_path={resume}"
+                ) from e
     fit_seconds = time.time() - started
 
     test_metrics: dict[str, float] = {}

@@ -28,7 +28,9 @@ class Tower(nn.Module):
 
     def __init__(self, net: AlexNet) -> None:
         super().__init__()
-        self.pad, self.act, self.pool, self.dropout = (copy.deepcopy(m) for m in (net.pad, net.act, net.pool, net.dropout))
+        self.pad, self.act, self.pool, self.dropout = (
+            copy.deepcopy(m) for m in (net.pad, net.act, net.pool, net.dropout)
+        )
         self.lrn1, self.lrn2 = (self._per_tower(m) for m in (net.lrn1, net.lrn2))
         for name in SPLIT_LAYERS:
             layer = getattr(net, name)
