@@ -9,29 +9,26 @@ Goal (issue #3): ratio <= 1.10.
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from alexnet import AlexNet, TwoTowerAlexNet
 from alexnet.optim import PaperSGD
 
-NETS = {
-    "paper": (dict(), (3, 224)),
-    "mini": (
-        dict(
-            num_classes=10,
-            in_channels=1,
-            input_size=28,
-            width=0.25,
-            fc_width=512,
-            stem_kernel=6,
-            stem_stride=1,
-            stem_padding=(0, 0, 0, 0),
-            init="kaiming",
-        ),
-        (1, 28),
-    ),
-}
+
+def mini_kwargs() -> dict:
+    """The embedded default net exactly as conf/model/alexnet_mini.yaml builds it."""
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        model = OmegaConf.to_container(compose("train").model, resolve=True)
+    del model["_target_"], model["devices"]
+    return model
+
+
+NETS = {"paper": (dict, (3, 224)), "mini": (mini_kwargs, (1, 28))}
 
 
 def main() -> None:
@@ -41,7 +38,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    kwargs, (channels, size) = NETS[args.net]
+    make_kwargs, (channels, size) = NETS[args.net]
+    kwargs = make_kwargs()
     device = torch.device(args.device)
     torch.manual_seed(0)
     grouped = AlexNet(**kwargs).to(device)

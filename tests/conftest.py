@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -53,6 +53,14 @@ def fmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def data_overrides(folder: Path) -> list[str]:
     """Point the data module at `folder` only: no system copy, no download."""
     return [f"data.data_dir={folder}", "data.search_dirs=[]", "data.download_url=null", "data.val_size=100"]
+
+
+def mini_kwargs(**overrides) -> dict:
+    """AlexNet's arguments in the embedded default, `model=alexnet_mini`, as the config gives them."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        model = OmegaConf.to_container(compose("train").model, resolve=True)
+    del model["_target_"], model["devices"]
+    return {**model, **overrides}
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -6,6 +6,7 @@ from torch import nn
 
 from alexnet import AlexNet, LocalResponseNorm
 from alexnet.model import conv_channels
+from conftest import mini_kwargs
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 
@@ -47,17 +48,7 @@ def test_two_towers_are_grouped_where_the_paper_says(paper_net: AlexNet) -> None
 
 def test_tower_b_input_does_not_reach_tower_a_in_conv2_but_reaches_conv3() -> None:
     torch.manual_seed(0)
-    net = AlexNet(
-        num_classes=10,
-        in_channels=1,
-        input_size=28,
-        width=0.25,
-        fc_width=64,
-        stem_kernel=6,
-        stem_stride=1,
-        stem_padding=(0, 0, 0, 0),
-        init="kaiming",
-    ).eval()
+    net = AlexNet(**mini_kwargs(fc_width=64)).eval()
     half = net.conv1.out_channels // 2
     maps = torch.rand(1, net.conv1.out_channels, 11, 11)  # what conv2 receives: pooled conv1 maps
     perturbed = maps.clone()
@@ -124,17 +115,8 @@ def test_non_overlapping_pooling_keeps_every_size() -> None:
 
 
 def test_mini_net_keeps_pooling_sizes_equal_too() -> None:
-    kw = dict(
-        num_classes=10,
-        in_channels=1,
-        input_size=28,
-        width=0.25,
-        fc_width=512,
-        stem_kernel=6,
-        stem_stride=1,
-        stem_padding=(0, 0, 0, 0),
-        init="kaiming",
-    )
+    kw = mini_kwargs()
+    del kw["pooling"]
     a, b = AlexNet(**kw), AlexNet(**kw, pooling="non_overlapping")
     assert a.conv1_size == (23, 23)
     assert a.fc6.in_features == b.fc6.in_features == 64 * 2 * 2

@@ -12,19 +12,9 @@ from alexnet.optim import PaperSGD
 from alexnet.pipeline import train
 from alexnet.strategies import pair_for_rank
 from alexnet.towers import grouped_to_towers, towers_to_grouped
-from conftest import ROOT, compose_train, data_overrides, run_script
+from conftest import ROOT, compose_train, data_overrides, mini_kwargs, run_script
 
-MINI = dict(
-    num_classes=10,
-    in_channels=1,
-    input_size=28,
-    width=0.25,
-    fc_width=64,
-    stem_kernel=6,
-    stem_stride=1,
-    stem_padding=(0, 0, 0, 0),
-    init="kaiming",
-)
+MINI = mini_kwargs(fc_width=64)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -33,8 +23,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def pair(**kw) -> tuple[AlexNet, TwoTowerAlexNet]:
     torch.manual_seed(0)
-    grouped = AlexNet(**MINI, **kw)
-    split = TwoTowerAlexNet(["cpu", "cpu"], **MINI, **kw)
+    grouped = AlexNet(**{**MINI, **kw})
+    split = TwoTowerAlexNet(["cpu", "cpu"], **{**MINI, **kw})
     split.load_state_dict(grouped.state_dict())
     return grouped, split
 

@@ -2,9 +2,9 @@
 
 `AlexNet()` with no arguments is the paper's net: 3x224x224 in, 1000 classes out, 60,965,224
 parameters. Neurons per layer: 290,400 (conv1; the paper's caption says 253,440, a known typo for
-55*55*96), 186,624, 64,896, 64,896, 43,264, 4096, 4096, 1000. The two towers of §3.2 live on one device here as grouped convolutions (conv2, conv4,
-conv5 see only their own tower; conv3 and the FC layers see both), which is the same function with
-the same parameters as the two-GPU net.
+55*55*96), 186,624, 64,896, 64,896, 43,264, 4096, 4096, 1000. The two towers of §3.2 live on one
+device here as grouped convolutions (conv2, conv4, conv5 see only their own tower; conv3 and the FC
+layers see both): the same function with the same parameters as the two-GPU net (towers.py).
 """
 
 from __future__ import annotations
