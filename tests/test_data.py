@@ -157,3 +157,13 @@ def test_synthetic_data_is_repeatable_and_shaped_like_ilsvrc() -> None:
     assert torch.equal(dm.sources["train"][1][0], dm.sources["train"][1][0])
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (2, 3, 224, 224)
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
+def test_download_of_the_published_files_verifies_and_lands_in_data_dir(tmp_path: Path) -> None:
+    # The Debian copy as a mirror: the same content as the authors' files, in other gzip bytes.
+    mirror = Path("/usr/share/datasets/fashion-mnist").as_uri() + "/"
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "dl"), search_dirs=[], download_url=mirror)
+    dm.setup()
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == sorted(FILES.values())
+    assert [len(dm.sources[s]) for s in ("train", "val", "test")] == [55_000, 5_000, 10_000]
