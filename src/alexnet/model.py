@@ -122,8 +122,6 @@ class AlexNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout}: must be in [0, 1); 0 turns dropout off")
         lrn = {"enabled": True, **(lrn or {})}
-        self.config = dict(locals())  # what built the net, for summaries and the one-device split
-        del self.config["self"], self.config["__class__"]
 
         g = 2 if towers == "two" else 1
         c1, c2, c3, c4, c5 = conv_channels(width, towers)

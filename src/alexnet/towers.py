@@ -74,7 +74,6 @@ class TwoTowerAlexNet(nn.Module):
         if alexnet_kwargs.get("towers", "two") != "two":
             raise ValueError("towers='one' has a single tower: it cannot be split over two devices (devices=null)")
         grouped = AlexNet(**alexnet_kwargs)  # the same initialisation as the one-device net
-        self.config = {**grouped.config, "devices": [str(d) for d in devices]}
         self.devices = [torch.device(d) for d in devices]
         with torch.random.fork_rng(devices=[]):  # their init is overwritten: leave the RNG as the grouped net does
             self.towers = nn.ModuleList([Tower(grouped), Tower(grouped)])

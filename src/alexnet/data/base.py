@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import lightning as L
 import torch
@@ -95,6 +94,3 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         transform = EvalTransform(self.crop_size, self.mean, crops=self.test_crops)
         return self._loader("test", transform, shuffle=False)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"mean": list(self.mean)}
