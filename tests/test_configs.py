@@ -80,6 +80,7 @@ def test_defaults_are_the_papers_recipe(tmp_path: Path) -> None:
         ("data.crop_size=40", ["data", "crop_size=40", "stored_size=32"]),
         ("data.test_crops=5", ["data", "test_crops=5", "1", "10"]),
         ("scheduler.factor=2", ["scheduler", "factor=2"]),
+        ("scheduler.monitor=val/acc", ["scheduler", "monitor='val/acc'", "val/top1_err"]),
         ("+model.dropuot=0.1", ["model", "dropuot"]),
     ],
 )
@@ -89,3 +90,26 @@ def test_bad_values_are_named(override: str, words: list[str], train_cfg) -> Non
         build(cfg)
     for word in words:
         assert word in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["trainer=ddp", "model.devices=[cuda:0,cpu]"], ["trainer", "same kind of device"]),
+        (["+trainer.strategy=ddp_spawn", "model.devices=[cpu,cpu]"], ["trainer", "ddp_spawn", "auto", "ddp"]),
+        (["model.devices=[cpu,cpu]", "model.fc_width=63"], ["model", "fc_width=63", "even"]),
+    ],
+)
+def test_bad_two_device_settings_are_named(overrides: list[str], words: list[str], train_cfg) -> None:
+    cfg = train_cfg(*overrides)
+    with pytest.raises(ConfigError) as e:
+        build(cfg)
+        tower_placement_for(cfg)
+    for word in words:
+        assert word in str(e.value)
+
+
+def tower_placement_for(cfg):
+    from alexnet.pipeline import _build, tower_placement
+
+    return _build("trainer", tower_placement, cfg.model.devices, cfg.trainer.get("strategy", "auto"))

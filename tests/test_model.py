@@ -72,6 +72,13 @@ def test_lrn_stays_within_a_tower() -> None:
     assert torch.equal(lrn(x2)[:, :4], y[:, :4])
 
 
+def test_lrn_with_two_towers_is_the_formula_within_each_tower() -> None:
+    a = torch.rand(2, 10, 3, 3) * 30
+    lrn = LocalResponseNorm(n=5, alpha=1e-3, alpha_convention="paper", groups=2)
+    expected = torch.cat([lrn_loop(half.double(), 5, 1e-3, 0.75, 2.0) for half in a.chunk(2, dim=1)], 1)
+    torch.testing.assert_close(lrn(a), expected.float(), rtol=1e-5, atol=1e-6)
+
+
 def lrn_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
     """§3.3 literally: b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2)^beta."""
     channels = a.shape[1]

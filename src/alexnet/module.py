@@ -30,6 +30,8 @@ def average_softmax(logits: torch.Tensor, crops: int) -> torch.Tensor:
 
 
 class AlexNetModule(L.LightningModule):
+    VAL_METRICS = ("val/top1_err", "val/top5_err", "val/loss")  # what a schedule or checkpoint can watch
+
     def __init__(
         self,
         net: nn.Module,
@@ -69,7 +71,15 @@ class AlexNetModule(L.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(scores.detach(), y)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=stage != "train",
+        )  # the whole val/test set's loss under data parallelism
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
@@ -94,14 +104,16 @@ class AlexNetModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:  # data loading included, validation excluded
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
-        self.log("train/images_per_sec", self._images_seen / seconds)
+        # summed over data-parallel processes: the throughput of the whole run
+        self.log("train/images_per_sec", self._images_seen / seconds, sync_dist=True, reduce_fx="sum")
 
     def on_train_end(self) -> None:
         """With data parallelism, check that every replica ended with the same weights."""
         if self.trainer.world_size > 1:
-            digest = torch.stack([p.detach().double().sum().cpu() for p in self.net.parameters()]).sum()
-            digests = self.trainer.strategy.all_gather(digest.to(self.device))
-            self.replicas_identical = bool((digests == digests.flatten()[0]).all())
+            params = [p.detach().double() for p in self.net.parameters()]
+            digest = torch.stack([s for p in params for s in (p.sum(), p.square().sum())]).cpu().to(self.device)
+            digests = self.trainer.strategy.all_gather(digest)  # world_size x (2 per tensor)
+            self.replicas_identical = bool((digests == digests[0]).all())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

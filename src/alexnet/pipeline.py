@@ -50,6 +50,8 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     callbacks = [_build(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items() if v]
     if cfg.get("scheduler"):
         callbacks.append(_build("scheduler", cfg.scheduler))
+        if cfg.scheduler.monitor not in AlexNetModule.VAL_METRICS:
+            raise ConfigError(f"scheduler: monitor={cfg.scheduler.monitor!r}: allowed {AlexNetModule.VAL_METRICS}")
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config)
     return module, datamodule, callbacks
@@ -59,9 +61,11 @@ def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
     """Trainer arguments that keep the two towers on their devices (§3.2); none for the grouped net."""
     if not devices:
         return {}
-    if isinstance(strategy, str) and strategy.startswith("ddp"):
-        return {"strategy": PairedDDPStrategy(list(devices))}
     accelerator = "gpu" if torch.device(devices[0]).type == "cuda" else "cpu"
+    if strategy == "ddp":
+        return {"strategy": PairedDDPStrategy(list(devices)), "accelerator": accelerator}
+    if strategy not in ("auto", None):
+        raise ValueError(f"trainer.strategy={strategy!r} with model.devices: allowed auto (one process) or ddp")
     return {"strategy": TwoDeviceStrategy(list(devices)), "accelerator": accelerator, "devices": 1}
 
 
@@ -79,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, callbacks = build(cfg)
     loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items()]
-    placement = tower_placement(cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
+    placement = _build("trainer", tower_placement, cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
     trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
 
     if cfg.train:

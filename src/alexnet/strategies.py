@@ -67,6 +67,12 @@ class PairedDDPStrategy(_TowerPlacement, DDPStrategy):
     so gradients are all-reduced per parameter on that parameter's device."""
 
     def __init__(self, devices: Sequence[str], **kwargs) -> None:
+        types = {torch.device(d).type for d in devices}
+        if len(types) != 1:
+            raise ValueError(
+                f"model.devices={list(devices)} with trainer=ddp: DistributedDataParallel needs both towers on "
+                "the same kind of device ([cuda:0,cuda:1] or [cpu,cpu])"
+            )
         self.pair_template = list(devices)
         super().__init__(**kwargs)
 

@@ -73,6 +73,8 @@ class TwoTowerAlexNet(nn.Module):
             raise ValueError(f"devices={list(devices)}: give two devices, one per tower, e.g. [cuda:0, cuda:1]")
         if alexnet_kwargs.get("towers", "two") != "two":
             raise ValueError("towers='one' has a single tower: it cannot be split over two devices (devices=null)")
+        if alexnet_kwargs.get("fc_width", 4096) % 2:
+            raise ValueError(f"fc_width={alexnet_kwargs['fc_width']}: must be even to split over two towers")
         grouped = AlexNet(**alexnet_kwargs)  # the same initialisation as the one-device net
         self.devices = [torch.device(d) for d in devices]
         with torch.random.fork_rng(devices=[]):  # their init is overwritten: leave the RNG as the grouped net does

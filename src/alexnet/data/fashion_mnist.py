@@ -86,7 +86,7 @@ def download(url: str, data_dir: Path) -> Path:
             with urllib.request.urlopen(url + name, timeout=30) as response, open(partial, "wb") as out:
                 shutil.copyfileobj(response, out)
             ok = _content_sha256(partial) == SHA256[name]
-        except (OSError, EOFError, ValueError) as e:
+        except (OSError, EOFError, ValueError, zlib.error) as e:
             partial.unlink(missing_ok=True)
             raise DataError(f"downloading {url + name} failed: {e}") from e
         if not ok:
@@ -133,6 +133,9 @@ class FashionMNISTDataModule(ImageDataModule):
         self.data_dir, self.search_dirs, self.download_url = Path(data_dir), search_dirs, download_url
         self.val_size, self.split_seed = val_size, split_seed
         self.class_names = CLASSES
+
+    def prepare_data(self) -> None:  # once per node, before setup: a download is never raced
+        locate(self.data_dir, self.search_dirs, self.download_url)
 
     def load(self) -> None:
         folder = locate(self.data_dir, self.search_dirs, self.download_url)
