@@ -36,9 +36,9 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
     if group == "model" and option == "alexnet" or group == "data" and option == "synthetic":
         overrides = ["model=alexnet", "data=synthetic"]  # the paper net needs 224x224 inputs
     cfg = compose_train(overrides, tmp_path)
-    module, datamodule, callbacks = build(cfg)
+    module, datamodule, callbacks, placement = build(cfg)
     if cfg.trainer.accelerator != "gpu" or torch.cuda.is_available():  # composing is all a CPU can check
-        instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+        instantiate(cfg.trainer, callbacks=callbacks, logger=False, **placement)
     for logger in (cfg.get("logger") or {}).values():
         instantiate(logger)
 
@@ -104,12 +104,5 @@ def test_bad_two_device_settings_are_named(overrides: list[str], words: list[str
     cfg = train_cfg(*overrides)
     with pytest.raises(ConfigError) as e:
         build(cfg)
-        tower_placement_for(cfg)
     for word in words:
         assert word in str(e.value)
-
-
-def tower_placement_for(cfg):
-    from alexnet.pipeline import _build, tower_placement
-
-    return _build("trainer", tower_placement, cfg.model.devices, cfg.trainer.get("strategy", "auto"))

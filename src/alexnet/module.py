@@ -56,8 +56,7 @@ class AlexNetModule(L.LightningModule):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities for Bx C x H x W images, or for Bx10xCxHxW crops (averaged)."""
         if x.ndim == 5:
-            b, crops = x.shape[:2]
-            return average_softmax(self.net(x.flatten(0, 1)), crops)
+            return average_softmax(self.net(x.flatten(0, 1)), crops=x.shape[1])
         return self.net(x).softmax(-1)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:

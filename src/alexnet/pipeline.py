@@ -40,9 +40,10 @@ def _build(group: str, node: DictConfig | Callable, *args: Any, **kwargs: Any) -
         raise ConfigError(f"{group}: {cause}") from e
 
 
-def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callback]]:
-    """The module, data and schedule of a run. Every constructor validates its own arguments,
-    so a bad value stops here, before any training, with the config group in the message."""
+def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callback], dict[str, Any]]:
+    """The module, data, callbacks and tower placement (extra Trainer arguments) of a run. Every
+    constructor validates its own arguments, so a bad value stops here, before any training, with
+    the config group in the message."""
     datamodule = _build("data", cfg.data)
     net = _build("model", cfg.model)
     optimizer = _build("optimizer", cfg.optimizer)
@@ -52,9 +53,10 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
         callbacks.append(_build("scheduler", cfg.scheduler))
         if cfg.scheduler.monitor not in AlexNetModule.VAL_METRICS:
             raise ConfigError(f"scheduler: monitor={cfg.scheduler.monitor!r}: allowed {AlexNetModule.VAL_METRICS}")
+    placement = _build("trainer", tower_placement, cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config)
-    return module, datamodule, callbacks
+    return module, datamodule, callbacks, placement
 
 
 def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
@@ -81,9 +83,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
 
     L.seed_everything(cfg.seed, workers=True)
-    module, datamodule, callbacks = build(cfg)
+    module, datamodule, callbacks, placement = build(cfg)
     loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items()]
-    placement = _build("trainer", tower_placement, cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
     trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
 
     if cfg.train:

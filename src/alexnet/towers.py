@@ -36,7 +36,7 @@ class Tower(nn.Module):
             layer = getattr(net, name)
             if isinstance(layer, nn.Conv2d):
                 half = nn.Conv2d(
-                    layer.in_channels // layer.groups if layer.groups == 2 else layer.in_channels,
+                    layer.in_channels // layer.groups,  # conv2/4/5 see their own tower, conv1/3 everything
                     layer.out_channels // 2,
                     layer.kernel_size,
                     layer.stride,
