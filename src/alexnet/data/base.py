@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from alexnet.data.transforms import EvalTransform, TrainTransform
 
@@ -43,6 +43,8 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int = 0,
         test_crops: int = 1,
         augment: dict[str, bool] | None = None,
+        train_subset: int | None = None,
+        subset_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -54,6 +56,8 @@ class ImageDataModule(L.LightningDataModule):
                 f"crop_size={crop_size} with stored_size={stored_size}: the crop must fit in the "
                 "stored image (1 <= crop_size <= stored_size), as 224 fits in 256"
             )
+        if train_subset is not None and train_subset < 1:
+            raise ValueError(f"train_subset={train_subset}: a number of training images >= 1, or null for all")
         if test_crops not in (1, 10):
             raise ValueError(f"test_crops={test_crops}: allowed 1 (centre) or 10 (corners+centre, mirrored)")
         augment = {"random_crop": True, "flip": True, **(augment or {})}
@@ -64,6 +68,7 @@ class ImageDataModule(L.LightningDataModule):
         self.stored_size, self.crop_size = stored_size, crop_size
         self.batch_size, self.num_workers, self.test_crops = batch_size, num_workers, test_crops
         self.augment = augment
+        self.train_subset, self.subset_seed = train_subset, subset_seed
         self.sources: dict[str, Dataset] = {}
         self.mean: Sequence[float] = (0.0,) * channels
         self.class_names: Sequence[str] = tuple(str(i) for i in range(num_classes))
@@ -74,6 +79,18 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.sources:
             self.load()
+            if self.train_subset is not None:
+                self._take_train_subset()
+
+    def _take_train_subset(self) -> None:
+        """A fixed random `train_subset` of the training images (the same for every seed of a sweep, so
+        arms differ only in what they ablate); the mean stays that of the whole training set."""
+        train = self.sources["train"]
+        if self.train_subset > len(train):  # type: ignore[arg-type]
+            raise DataError(f"data.train_subset={self.train_subset}: the training set has only {len(train)} images")
+        g = torch.Generator().manual_seed(self.subset_seed)
+        keep = torch.randperm(len(train), generator=g)[: self.train_subset]  # type: ignore[arg-type]
+        self.sources["train"] = Subset(train, keep.tolist())
 
     def _loader(self, split: str, transform: Callable, shuffle: bool) -> DataLoader:
         return DataLoader(
