@@ -40,7 +40,7 @@ class AlexNetModule(L.LightningModule):
         run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.net, self.optimizer_factory = net, optimizer
+        self.net, self.optimizer_factory, self.num_classes = net, optimizer, num_classes
         self.run_config = run_config  # saved into every checkpoint, so eval rebuilds this exact run
         for stage in ("train", "val", "test"):  # train_metrics, val_metrics, test_metrics
             errors = {"top1_err": TopKError(num_classes, 1), "top5_err": TopKError(num_classes, 5)}
@@ -49,6 +49,7 @@ class AlexNetModule(L.LightningModule):
         self._images_seen = 0
         self.val_history: list[dict[str, float]] = []  # one row per validation, kept in checkpoints
         self.replicas_identical: bool | None = None  # set after data-parallel training
+        self.batch_error = torch.tensor(float("nan"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -69,6 +70,8 @@ class AlexNetModule(L.LightningModule):
             loss = F.cross_entropy(scores, y)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(scores.detach(), y)
+        if stage == "train":  # this batch's error, for callbacks that follow training error by step (Fig. 1)
+            self.batch_error = (scores.detach().argmax(-1) != y).float().mean()  # no sync here
         on_step = stage == "train"
         self.log(
             f"{stage}/loss",
@@ -136,3 +139,16 @@ class AlexNetModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_history = list(checkpoint.get("val_history", []))
+
+
+@torch.no_grad()
+def error_rates(module: AlexNetModule, loader: Iterable) -> dict[str, float]:
+    """Top-1/top-5 error of `module` in eval mode over `loader`, outside any Trainer loop."""
+    was_training = module.training
+    module.eval()
+    errors = {"top1_err": TopKError(module.num_classes, 1), "top5_err": TopKError(module.num_classes, 5)}
+    metrics = MetricCollection(errors)
+    for x, y in loader:
+        metrics.update(module.predict_proba(x.to(module.device)).cpu(), y)
+    module.train(was_training)
+    return {k: float(v) for k, v in metrics.compute().items()}

@@ -14,9 +14,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
 
 from alexnet.data import ImageDataModule
-from alexnet.module import AlexNetModule
+from alexnet.data.base import Transformed
+from alexnet.data.transforms import EvalTransform
+from alexnet.loggers import finish_wandb
+from alexnet.module import AlexNetModule, error_rates
 from alexnet.strategies import PairedDDPStrategy, TwoDeviceStrategy
 from alexnet.utils import git_commit, print_config_tree, print_metrics_table, to_float_dict, write_json
 
@@ -71,11 +75,34 @@ def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
     return {"strategy": TwoDeviceStrategy(list(devices)), "accelerator": accelerator, "devices": 1}
 
 
+def train_sample_loader(datamodule: ImageDataModule, n: int) -> DataLoader:
+    """A fixed random `n` of the training images, as the test sees images (centre crop, no flip)."""
+    source = datamodule.sources["train"]
+    keep = torch.randperm(len(source), generator=torch.Generator().manual_seed(0))[:n]
+    transform = EvalTransform(datamodule.crop_size, datamodule.mean, crops=1)
+    return DataLoader(Transformed(Subset(source, keep.tolist()), transform), batch_size=datamodule.batch_size)
+
+
 def _test_title(crops: int, ckpt: str | Path) -> str:
     return f"Test error, {'centre crop' if crops == 1 else f'{crops} crops'}, of {Path(ckpt).name}"
 
 
+def check_arm(cfg: DictConfig) -> None:
+    """An experiment's `arms` maps each arm to the settings it changes; `arm` picks one."""
+    arms = cfg.get("arms")
+    if arms and cfg.get("arm") not in arms:
+        raise ConfigError(f"arm={cfg.get('arm')!r}: this experiment's arms are {', '.join(arms)}")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
+    check_arm(cfg)
+    try:
+        return _train(cfg)
+    finally:
+        finish_wandb()  # every job of a multirun gets its own W&B run
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     started, provenance = time.time(), git_commit()  # the code as it was when the run started
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +111,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, callbacks, placement = build(cfg)
-    loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items()]
+    loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items() if v]
+    for logger in loggers:  # the whole resolved config: W&B's run config, CSV's hparams.yaml
+        logger.log_hyperparams(module.run_config)
     trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
 
     if cfg.train:
@@ -101,18 +130,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_seconds = time.time() - started
 
     test_metrics: dict[str, float] = {}
+    by_crops: dict[str, dict[str, float]] = {}
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or (None if cfg.train else cfg.get("ckpt_path"))
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-        test_metrics = to_float_dict(results[0]) if results else {}
-        print_metrics_table(_test_title(datamodule.test_crops, ckpt or "the final weights"), test_metrics)
+        # the run's own setting first; `also_test_crops` tests the same weights with other crop counts
+        for crops in dict.fromkeys([datamodule.test_crops, *cfg.get("also_test_crops", [])]):
+            datamodule.test_crops = crops
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            by_crops[str(crops)] = to_float_dict(results[0]) if results else {}
+            print_metrics_table(_test_title(crops, ckpt or "the final weights"), by_crops[str(crops)])
+        datamodule.test_crops = int(next(iter(by_crops)))
+        test_metrics = by_crops[next(iter(by_crops))]
+
+    train_eval: dict[str, float] = {}
+    if cfg.get("train_error_sample") and trainer.is_global_zero:
+        # the training error of the final weights in eval mode (no dropout, centre crop): set against the
+        # test error it measures overfitting, which the running training error under dropout cannot
+        train_eval = error_rates(module, train_sample_loader(datamodule, cfg.train_error_sample))
 
     history = module.val_history
     best_row = min(history, key=lambda r: r.get("val/top1_err", float("inf")), default={})
     scheduler = next((c for c in callbacks if hasattr(c, "reductions")), None)
     summary = {
         "run_dir": str(out),
+        "experiment": cfg.get("experiment_name"),
+        "arm": cfg.get("arm"),
         "seed": cfg.seed,
         "git": provenance,
         "parameters": sum(p.numel() for p in module.net.parameters()),
@@ -129,6 +172,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_val": {k: v for k, v in best_row.items() if k.startswith("val/")},
         "final_val": {k: v for k, v in (history[-1] if history else {}).items() if k.startswith("val/")},
         "test": test_metrics,
+        "test_by_crops": by_crops,
+        "train_eval": train_eval,
         "checkpoints": {
             "best": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
             "last": str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").exists() else None,
@@ -136,6 +181,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 1),
         "wall_seconds": round(time.time() - started, 1),
     }
+    for callback in callbacks:  # e.g. the steps to a target training error (Fig. 1)
+        summary.update(getattr(callback, "summary", lambda: {})())
     if trainer.is_global_zero:
         write_json(out / "summary.json", summary)
     return summary
