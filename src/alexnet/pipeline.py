@@ -161,6 +161,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "lrn_alpha_convention": cfg.model.lrn.alpha_convention if cfg.model.lrn.enabled else None,
         "test_crops": datamodule.test_crops,
+        "train_images": len(datamodule.sources["train"]) if datamodule.sources else None,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "lr_reductions": getattr(scheduler, "reductions", None),
