@@ -81,9 +81,11 @@ def train_cfg(tmp_path: Path, fmnist_dir: Path):
     return make
 
 
-def run_script(script: str, *overrides: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    """python src/<script> as a user would run it, with the output captured."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+def run_script(
+    script: str, *overrides: str, cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """python src/<script> as a user would run it (in `env`, default this process's), output captured."""
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / script), *overrides],
         cwd=cwd,
@@ -105,3 +107,83 @@ def train_run(tmp_path: Path, fmnist_dir: Path):
         return proc, run_dir
 
     return run
+
+
+# --- ILSVRC-like trees (tests/test_imagenet.py, tests/test_predict.py) -------------------------------------------
+
+# WNIDs whose devkit order (ILSVRC2012_ID 1, 2, 3, 4) is not their sorted order: a mix-up gives wrong labels.
+DEVKIT_ORDER = ["n03000134", "n01443537", "n02102040", "n01440764"]
+WNIDS = sorted(DEVKIT_ORDER)
+WORDS = {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",
+         "n02102040": "English springer", "n03000134": "chainlink fence"}  # fmt: skip
+COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 210), (230, 210, 40)]  # class i in sorted order
+
+
+def class_image(label: int, size: tuple[int, int], seed: int):
+    """A PIL RGB image of its class's colour with some noise: the content says the label."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    noise = rng.integers(-20, 21, (h, w, 3))
+    return Image.fromarray(np.clip(np.array(COLOURS[label]) + noise, 0, 255).astype(np.uint8))
+
+
+def write_meta_mat(path: Path) -> None:
+    """The devkit's meta.mat: a 1-column struct array `synsets` with the real fields; leaves get IDs 1..4 in
+    DEVKIT_ORDER, then one non-leaf synset, as in the real file (1000 leaves, then 860 inner nodes)."""
+    import numpy as np
+    from scipy.io import savemat
+
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]  # fmt: skip
+    synsets = np.zeros((len(DEVKIT_ORDER) + 1, 1), dtype=[(f, object) for f in fields])
+    for i, wnid in enumerate(DEVKIT_ORDER):
+        synsets[i, 0] = (i + 1, wnid, WORDS[wnid], f"gloss of {wnid}", 0, np.zeros((1, 0)), 0, 1300)
+    synsets[-1, 0] = (len(DEVKIT_ORDER) + 1, "n00001740", "entity", "that which exists", 2,
+                      np.array([[1, 2]]), 19, 0)  # fmt: skip
+    savemat(path, {"synsets": synsets})
+
+
+def write_ilsvrc(
+    root: Path,
+    val_layout: str = "folders",
+    train_per_class: int = 3,
+    val_per_class: int = 2,
+    size: tuple[int, int] = (40, 30),
+) -> dict[str, int]:
+    """An ILSVRC-2012-like tree; val/ in the layout `folders`, `devkit` or `kaggle` (Kaggle's folders too).
+    Returns the true label (sorted-WNID index) of every validation image by file stem."""
+    base = root / "ILSVRC/Data/CLS-LOC" if val_layout == "kaggle" else root
+    for label, wnid in enumerate(WNIDS):
+        (base / "train" / wnid).mkdir(parents=True, exist_ok=True)
+        for i in range(train_per_class):
+            class_image(label, size, seed=100 * label + i).save(base / "train" / wnid / f"{wnid}_{i}.JPEG")
+    # validation images in an interleaved class order, numbered as the real ones
+    truth = {}
+    n = val_per_class * len(WNIDS)
+    for k in range(n):
+        label = (3 * k + 1) % len(WNIDS)  # 1, 0, 3, 2, 1, ...: each class val_per_class times
+        stem = f"ILSVRC2012_val_{k + 1:08d}"
+        truth[stem] = label
+        folder = base / "val" / (WNIDS[label] if val_layout == "folders" else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        class_image(label, size, seed=10_000 + k).save(folder / f"{stem}.JPEG")
+    if val_layout == "devkit":
+        devkit = root / "ILSVRC2012_devkit_t12" / "data"
+        devkit.mkdir(parents=True)
+        write_meta_mat(devkit / "meta.mat")
+        ids = [DEVKIT_ORDER.index(WNIDS[truth[s]]) + 1 for s in sorted(truth)]
+        (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{i}\n" for i in ids))
+    elif val_layout == "kaggle":
+        rows = [f"{s},{WNIDS[label]} 1 2 30 25 {WNIDS[label]} 3 4 20 20 " for s, label in sorted(truth.items())]
+        (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+        (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {WORDS[w]}\n" for w in WNIDS))
+    return truth
+
+
+def ilsvrc_overrides(root: Path, *extra: str) -> list[str]:
+    """data=imagenet on a generated tree: its 4 classes, 32x32 stored, 28x28 crops (the mini net's input)."""
+    return ["data=imagenet", f"data.root={root}", "data.num_classes=4", "data.stored_size=32", "data.crop_size=28",
+            *extra]  # fmt: skip

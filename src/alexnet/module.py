@@ -17,8 +17,8 @@ from torchmetrics.classification import MulticlassAccuracy
 class TopKError(MulticlassAccuracy):
     """1 - top-k accuracy: the error rates the paper reports."""
 
-    def __init__(self, num_classes: int, top_k: int) -> None:
-        super().__init__(num_classes=num_classes, top_k=min(top_k, num_classes), average="micro")
+    def __init__(self, num_classes: int, top_k: int, **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, top_k=min(top_k, num_classes), average="micro", **kwargs)
 
     def compute(self) -> torch.Tensor:
         return 1.0 - super().compute()
@@ -146,7 +146,8 @@ def error_rates(module: AlexNetModule, loader: Iterable) -> dict[str, float]:
     """Top-1/top-5 error of `module` in eval mode over `loader`, outside any Trainer loop."""
     was_training = module.training
     module.eval()
-    errors = {"top1_err": TopKError(module.num_classes, 1), "top5_err": TopKError(module.num_classes, 5)}
+    # one process computes this: no syncing with the other data-parallel processes
+    errors = {f"top{k}_err": TopKError(module.num_classes, k, sync_on_compute=False) for k in (1, 5)}
     metrics = MetricCollection(errors)
     for x, y in loader:
         metrics.update(module.predict_proba(x.to(module.device)).cpu(), y)

@@ -14,11 +14,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
 
 from alexnet.data import ImageDataModule
-from alexnet.data.base import Transformed
-from alexnet.data.transforms import EvalTransform
 from alexnet.loggers import finish_wandb
 from alexnet.module import AlexNetModule, error_rates
 from alexnet.strategies import PairedDDPStrategy, TwoDeviceStrategy
@@ -48,7 +45,8 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     """The module, data, callbacks and tower placement (extra Trainer arguments) of a run. Every
     constructor validates its own arguments, so a bad value stops here, before any training, with
     the config group in the message."""
-    datamodule = _build("data", cfg.data)
+    datamodule = _build("data", cfg.data)  # first: its own checks (e.g. PCA noise needs RGB) say most
+    check_budget(cfg)
     net = _build("model", cfg.model)
     optimizer = _build("optimizer", cfg.optimizer)
     _build("optimizer", optimizer, [torch.zeros(1, requires_grad=True)])  # check its values now
@@ -75,23 +73,33 @@ def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
     return {"strategy": TwoDeviceStrategy(list(devices)), "accelerator": accelerator, "devices": 1}
 
 
-def train_sample_loader(datamodule: ImageDataModule, n: int) -> DataLoader:
-    """A fixed random `n` of the training images, as the test sees images (centre crop, no flip)."""
-    source = datamodule.sources["train"]
-    keep = torch.randperm(len(source), generator=torch.Generator().manual_seed(0))[:n]
-    transform = EvalTransform(datamodule.crop_size, datamodule.mean, crops=1)
-    return DataLoader(Transformed(Subset(source, keep.tolist()), transform), batch_size=datamodule.batch_size)
-
-
 def _test_title(crops: int, ckpt: str | Path) -> str:
     return f"Test error, {'centre crop' if crops == 1 else f'{crops} crops'}, of {Path(ckpt).name}"
 
 
 def check_arm(cfg: DictConfig) -> None:
-    """An experiment's `arms` maps each arm to the settings it changes; `arm` picks one."""
+    """An experiment's `arms` maps each arm to the settings it changes; `arm` picks one. An experiment about
+    colour says so (`needs_rgb`)."""
     arms = cfg.get("arms")
     if arms and cfg.get("arm") not in arms:
         raise ConfigError(f"arm={cfg.get('arm')!r}: this experiment's arms are {', '.join(arms)}")
+    if cfg.get("needs_rgb") and cfg.data.channels != 3:
+        raise ConfigError(
+            f"experiment={cfg.experiment_name} needs RGB images, and {cfg.data._target_} has {cfg.data.channels} "
+            "channel(s): PCA colour noise (§4.1) has no meaning on grayscale data. Run it on ILSVRC-2012 "
+            "(data=imagenet data.root=PATH, the default of this experiment)"
+        )
+
+
+def check_budget(cfg: DictConfig) -> None:
+    """An experiment's budget is sized for one kind of data set."""
+    budget = cfg.get("budget")
+    if budget and cfg.data._target_ not in budget.data:
+        raise ConfigError(
+            f"budget={budget.name} is sized for {' or '.join(budget.data)}, not {cfg.data._target_}: for ILSVRC-2012 "
+            "use budget=ilsvrc (the paper's net on GPUs; it selects data=imagenet), for the embedded data "
+            "budget=embedded"
+        )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -147,7 +155,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("train_error_sample") and trainer.is_global_zero:
         # the training error of the final weights in eval mode (no dropout, centre crop): set against the
         # test error it measures overfitting, which the running training error under dropout cannot
-        train_eval = error_rates(module, train_sample_loader(datamodule, cfg.train_error_sample))
+        train_eval = error_rates(module, datamodule.train_sample_dataloader(cfg.train_error_sample))
 
     history = module.val_history
     best_row = min(history, key=lambda r: r.get("val/top1_err", float("inf")), default={})
@@ -189,8 +197,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Rebuild a finished run from the config saved in its checkpoint and test it."""
+def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
+    """The checkpoint named by `cfg.ckpt_path`, or `cfg.run_dir`'s best one; its contents and the run's config,
+    with the data settings `cfg` overrides (test_crops, batch_size when not null) and model.devices."""
     if cfg.ckpt_path:
         ckpt_path = Path(cfg.ckpt_path)
     elif cfg.run_dir:
@@ -209,13 +218,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             run_cfg.data[key] = cfg[key]
     if cfg.get("devices", "run") != "run":  # e.g. a split run evaluated on one device: devices=null
         run_cfg.model.devices = cfg.devices
+    return ckpt_path, checkpoint, run_cfg
 
+
+def rebuild(checkpoint: dict[str, Any], run_cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule]:
+    """The run's module with its trained weights, and its data module, from a checkpoint and its config."""
     datamodule = _build("data", run_cfg.data)
     net = _build("model", run_cfg.model)
     module = AlexNetModule(
         net, optimizer=None, num_classes=datamodule.num_classes, run_config=checkpoint["alexnet_config"]
     )
     module.load_state_dict(checkpoint["state_dict"])
+    return module, datamodule
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild a finished run from the config saved in its checkpoint and test it."""
+    ckpt_path, checkpoint, run_cfg = load_checkpoint(cfg)
+    module, datamodule = rebuild(checkpoint, run_cfg)
     placement = tower_placement(run_cfg.model.get("devices"), "auto") or {"accelerator": cfg.accelerator, "devices": 1}
     trainer = L.Trainer(logger=False, enable_checkpointing=False, **placement)
     results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from alexnet.data.transforms import EvalTransform, TrainTransform
+from alexnet.data.transforms import PUBLISHED_EIGVAL, PUBLISHED_EIGVEC, EvalTransform, TrainTransform
 
 
 class DataError(RuntimeError):
@@ -31,7 +33,8 @@ class Transformed(Dataset):
 
 class ImageDataModule(L.LightningDataModule):
     """Subclasses implement `load()`, which sets `self.sources` (train/val/test datasets of uint8
-    CxSxS images at the stored size) and `self.mean` (per-channel training-set mean in [0, 1])."""
+    CxSxS images at the stored size) and `self.mean` (per-channel training-set mean in [0, 1]), and may set
+    `self.class_names` and `self.eigval`/`self.eigvec` (§4.1 PCA of the training set's RGB covariance)."""
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class ImageDataModule(L.LightningDataModule):
         augment: dict[str, bool] | None = None,
         train_subset: int | None = None,
         subset_seed: int = 0,
+        pca_std: float = 0.1,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -60,10 +64,17 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"train_subset={train_subset}: a number of training images >= 1, or null for all")
         if test_crops not in (1, 10):
             raise ValueError(f"test_crops={test_crops}: allowed 1 (centre) or 10 (corners+centre, mirrored)")
-        augment = {"random_crop": True, "flip": True, **(augment or {})}
-        unknown = set(augment) - {"random_crop", "flip"}
+        augment = {"random_crop": True, "flip": True, "pca": False, **(augment or {})}
+        unknown = set(augment) - {"random_crop", "flip", "pca"}
         if unknown:
-            raise ValueError(f"augment has unknown keys {sorted(unknown)}: allowed random_crop, flip")
+            raise ValueError(f"augment has unknown keys {sorted(unknown)}: allowed random_crop, flip, pca")
+        if augment["pca"] and channels != 3:
+            raise ValueError(
+                f"augment.pca needs RGB images (channels=3); this data set has {channels} channel"
+                f"{'s' if channels != 1 else ''}. PCA colour noise (§4.1) is for data=imagenet or data=imagefolder"
+            )
+        if pca_std < 0:
+            raise ValueError(f"pca_std={pca_std}: the standard deviation of alpha (§4.1: 0.1) must be >= 0")
         self.num_classes, self.channels = num_classes, channels
         self.stored_size, self.crop_size = stored_size, crop_size
         self.batch_size, self.num_workers, self.test_crops = batch_size, num_workers, test_crops
@@ -72,6 +83,32 @@ class ImageDataModule(L.LightningDataModule):
         self.sources: dict[str, Dataset] = {}
         self.mean: Sequence[float] = (0.0,) * channels
         self.class_names: Sequence[str] = tuple(str(i) for i in range(num_classes))
+        self.pca_std = pca_std
+        self.eigval: Sequence[float] = PUBLISHED_EIGVAL
+        self.eigvec: Sequence[Sequence[float]] = PUBLISHED_EIGVEC
+
+    def load_image(self, path: str | Path) -> torch.Tensor:
+        """One image file as this data set stores its images (uint8 CxSxS), for predicting on new images:
+        decoded by content, converted to RGB (or grey), shorter side rescaled to the stored size, centre crop."""
+        from alexnet.data.decode import stored_image  # decode imports this module
+
+        return stored_image(path, self.stored_size, "RGB" if self.channels == 3 else "L")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint by Lightning: what predicting needs without reading the data set again."""
+        if not self.sources:
+            return {}
+        return {
+            "mean": [float(m) for m in self.mean],
+            "class_names": list(self.class_names),
+            "eigval": [float(v) for v in self.eigval],
+            "eigvec": [[float(v) for v in row] for row in self.eigvec],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = state.get("mean", self.mean)
+        self.class_names = state.get("class_names", self.class_names)
+        self.eigval, self.eigvec = state.get("eigval", self.eigval), state.get("eigvec", self.eigvec)
 
     def load(self) -> None:
         raise NotImplementedError
@@ -102,8 +139,18 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        transform = TrainTransform(self.crop_size, self.mean, **self.augment)
+        transform = TrainTransform(
+            self.crop_size, self.mean, **self.augment, eigval=self.eigval, eigvec=self.eigvec, pca_std=self.pca_std
+        )
         return self._loader("train", transform, shuffle=True)
+
+    def train_sample_dataloader(self, n: int, seed: int = 0) -> DataLoader:
+        """A fixed random `n` of the training images as the test sees them (centre crop, no flip, no colour
+        noise): the training error of the weights, to set against their test error."""
+        source = self.sources["train"]
+        keep = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
+        transform = EvalTransform(self.crop_size, self.mean, crops=1)
+        return DataLoader(Transformed(Subset(source, keep.tolist()), transform), batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:  # centre crop: cheap, and what the schedule watches
         return self._loader("val", EvalTransform(self.crop_size, self.mean, crops=1), shuffle=False)

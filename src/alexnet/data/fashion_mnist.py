@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
@@ -134,6 +135,18 @@ class FashionMNISTDataModule(ImageDataModule):
         self.val_size, self.split_seed = val_size, split_seed
         self.class_names = CLASSES
 
+    def load_image(self, path: str | Path) -> torch.Tensor:
+        """A new image as the stored Fashion-MNIST images are: grey, 28x28 (shorter side, centre crop), padded."""
+        from alexnet.data.decode import decode, resize_center_crop
+
+        image = torch.from_numpy(np.array(resize_center_crop(decode(path, "L", draft_size=28), 28)))
+        return self._pad(image[None, None])[0]
+
+    def _pad(self, images: torch.Tensor) -> torch.Tensor:
+        """Nx1x28x28 zero-padded to the stored size (the background is 0)."""
+        p = self.stored_size - images.shape[-1]
+        return F.pad(images, (p // 2, p - p // 2, p // 2, p - p // 2))
+
     def prepare_data(self) -> None:  # once per node, before setup: a download is never raced
         locate(self.data_dir, self.search_dirs, self.download_url)
 
@@ -153,11 +166,7 @@ class FashionMNISTDataModule(ImageDataModule):
 
         # Zero-pad the 28x28 images to the stored size once: the random 28x28 crops then shift the
         # object by up to +-2 pixels, the role 224-of-256 crops play in §4.1. The background is 0.
-        def stored(images: torch.Tensor) -> torch.Tensor:
-            p = self.stored_size - images.shape[-1]
-            return F.pad(images.unsqueeze(1), (p // 2, p - p // 2, p // 2, p - p // 2))
-
-        train_x, test_x = stored(arrays["train_images"]), stored(arrays["test_images"])
+        train_x, test_x = self._pad(arrays["train_images"].unsqueeze(1)), self._pad(arrays["test_images"].unsqueeze(1))
         train_y, test_y = arrays["train_labels"].long(), arrays["test_labels"].long()
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]

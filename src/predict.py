@@ -1,0 +1,87 @@
+"""Classify image files with a finished run: python src/predict.py IMAGE [IMAGE ...] run_dir=PATH [test_crops=1|10]
+
+Each image is preprocessed exactly as the run's test images (the data module's own loading, its training-set
+mean, the run's centre-crop or 10-crop setting) and the top classes are printed with their names."""
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
+
+from alexnet.data import DataError  # noqa: E402
+from alexnet.data.transforms import EvalTransform  # noqa: E402
+from alexnet.pipeline import ConfigError, load_checkpoint, rebuild  # noqa: E402
+from alexnet.utils import write_json  # noqa: E402
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Image paths (existing files, or arguments without '=') apart from Hydra's overrides and flags."""
+    images = [a for a in argv if not a.startswith("-") and ("=" not in a or Path(a).is_file())]
+    return images, [a for a in argv if a not in images]
+
+
+IMAGES: list[str] = []  # the positional arguments, taken out of sys.argv before Hydra parses it
+
+
+def predict(cfg: DictConfig, images: list[str]) -> list[str]:
+    """Print the top classes of every image; returns the images that could not be read."""
+    if not images:
+        raise ConfigError("no images: python src/predict.py IMAGE [IMAGE ...] run_dir=PATH")
+    ckpt_path, checkpoint, run_cfg = load_checkpoint(cfg)
+    module, datamodule = rebuild(checkpoint, run_cfg)
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state:  # the training-set mean and class names, saved by the run
+        datamodule.load_state_dict(state)
+    else:  # a checkpoint from before they were saved: read the data set for them
+        datamodule.setup("test")
+    transform = EvalTransform(datamodule.crop_size, datamodule.mean, crops=datamodule.test_crops)
+    module.eval()
+    console, failed, results = Console(), [], {}
+    view = "centre crop" if datamodule.test_crops == 1 else f"{datamodule.test_crops} crops, softmax averaged"
+    for path in images:
+        try:
+            x = transform(datamodule.load_image(path)).unsqueeze(0)
+        except DataError as e:  # names the file and why
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(path)
+            continue
+        with torch.no_grad():
+            probs = module.predict_proba(x)[0]
+        top = probs.topk(min(cfg.top, len(probs)))
+        table = Table(title=f"{path} ({view})")
+        for column, justify in (("rank", "right"), ("class", "right"), ("name", "left"), ("probability", "right")):
+            table.add_column(column, justify=justify)
+        rows = [
+            (int(i), datamodule.class_names[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)
+        ]
+        for rank, (i, name, p) in enumerate(rows, start=1):
+            table.add_row(str(rank), str(i), name, f"{p:.4f}")
+        console.print(table)
+        results[path] = [{"class": i, "name": name, "probability": p} for i, name, p in rows]
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "predictions.json", {"checkpoint": str(ckpt_path), "view": view, "predictions": results})
+    return failed
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    images = IMAGES + list(cfg.images)
+    try:
+        failed = predict(cfg, images)
+    except (ConfigError, DataError) as e:
+        sys.exit(f"error: {e}")
+    if failed:
+        sys.exit(f"error: {len(failed)} of {len(images)} images could not be read: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    IMAGES, sys.argv[1:] = split_argv(sys.argv[1:])
+    main()

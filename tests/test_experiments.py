@@ -1,0 +1,314 @@
+"""The claims as experiments: configs whose arms differ only in what they ablate, sweeps with seeds,
+offline W&B runs per job, the Fig. 1 callback, and src/compare.py's tables and verdicts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from alexnet.loggers import resolve_mode
+from alexnet.report import Run, compare, load_runs
+from conftest import CONF, compose_train, data_overrides, run_script
+
+ABLATIONS = sorted(p.stem for p in (CONF / "experiment").glob("ablate_*.yaml"))
+# what each experiment's arms change, and nothing else (dotted keys of the resolved config)
+ARM_KEYS = {
+    "ablate_lrn": {"model.lrn.enabled"},
+    "ablate_pooling": {"model.pooling"},
+    "ablate_activation": {"model.activation"},
+    "ablate_dropout": {"model.dropout"},
+    "ablate_augmentation": {"data.augment.random_crop", "data.augment.flip"},
+    "ablate_towers": {"model.towers"},
+    "ablate_pca": {"data.augment.pca"},
+}
+NEEDS_ILSVRC = {"ablate_pca", "paper"}
+
+
+def test_every_claim_has_an_experiment() -> None:
+    assert set(ABLATIONS) == {*ARM_KEYS, "ablate_test_crops"}
+    for name in ("paper", "baseline"):
+        assert (CONF / "experiment" / f"{name}.yaml").is_file()
+
+
+def _compose(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def _flat(cfg, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ARM_KEYS))
+def test_arms_differ_only_in_what_they_ablate(name: str, tmp_path: Path) -> None:
+    cfg = _compose(f"experiment={name}", hydra=True)
+    arms = list(cfg.arms)
+    assert len(arms) == 2 and cfg.claim.reference in arms and cfg.claim.ablated in arms
+    assert cfg.arm == cfg.claim.ablated  # `experiment=NAME` alone runs the ablated arm
+    resolved = {}
+    for arm in arms:
+        c = compose_train([f"experiment={name}", f"arm={arm}"], tmp_path)
+        flat = _flat(OmegaConf.to_container(c, resolve=True))
+        resolved[arm] = {k: v for k, v in flat.items() if k not in ("arm", "logger.wandb.arm")}  # names only
+    a, b = resolved.values()
+    assert {k for k in a if a[k] != b.get(k)} == ARM_KEYS[name]
+
+
+@pytest.mark.parametrize("name", [*ABLATIONS, "baseline"])
+def test_each_sweep_lists_its_arms_and_at_least_three_seeds(name: str) -> None:
+    cfg = _compose(f"experiment={name}", hydra=True)
+    params, sweep = cfg.hydra.sweeper.params, OmegaConf.to_container(cfg.hydra.sweep)  # unresolved
+    assert len(str(params.seed).split(",")) >= 3
+    if cfg.get("arms"):
+        assert str(params.arm).split(",") == list(cfg.arms)
+    assert "${arm}" in sweep["subdir"] and "${seed}" in sweep["subdir"]
+    assert "${experiment_name}" in sweep["dir"]
+    assert cfg.experiment_name == name and cfg.logger.csv and cfg.logger.wandb
+
+
+@pytest.mark.parametrize("name", sorted(set(ABLATIONS) - NEEDS_ILSVRC))
+def test_embedded_experiments_build_on_the_embedded_data(name: str, tmp_path: Path, fmnist_dir: Path) -> None:
+    from alexnet.pipeline import build
+
+    cfg = compose_train([*data_overrides(fmnist_dir), f"experiment={name}"], tmp_path)
+    module, datamodule, callbacks, _ = build(cfg)
+    assert datamodule.channels == 1 and module.net is not None
+
+
+def test_the_activation_experiment_follows_figure_1(tmp_path: Path) -> None:
+    cfg = compose_train(["experiment=ablate_activation"], tmp_path)
+    assert cfg.model.dropout == 0 and cfg.optimizer.weight_decay == 0  # no regularisation of any kind
+    assert not cfg.data.augment.random_crop and not cfg.data.augment.flip
+    assert cfg.callbacks.train_error_target.target == 0.25
+    assert cfg.claim.select_by == "optimizer.lr"
+    lrs = _compose("experiment=ablate_activation", hydra=True).hydra.sweeper.params["optimizer.lr"]
+    assert len(str(lrs).split(",")) >= 3
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["experiment=ablate_lrn", "arm=lrm"], ["arm='lrm'", "lrn, no_lrn"]),
+        (["experiment=ablate_lrn", "data=synthetic"], ["budget=embedded", "budget=ilsvrc"]),
+        (["experiment=ablate_pca", "data=fashion_mnist"], ["needs RGB images", "data=imagenet"]),
+    ],
+)
+def test_an_experiment_names_a_wrong_arm_or_data_set(override: list[str], words: list[str], tmp_path: Path) -> None:
+    proc = run_script("train.py", *override, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert all(w in proc.stderr for w in words), proc.stderr[-2000:]
+    assert not (tmp_path / "checkpoints").exists()  # stopped before training
+
+
+def test_slurm_launcher_configs_compose() -> None:
+    for launcher in ("submitit_slurm", "slurm_gpu"):
+        cfg = _compose("experiment=ablate_lrn", f"hydra/launcher={launcher}", hydra=True)
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    cfg = _compose("hydra/launcher=slurm_gpu", hydra=True)
+    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.tasks_per_node == 1
+
+
+# --- W&B: offline first, one run per job ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env, netrc, expected",
+    [({}, False, "offline"), ({"WANDB_API_KEY": "x" * 40}, False, "online"), ({}, True, "online"),
+     ({"WANDB_MODE": "disabled", "WANDB_API_KEY": "x" * 40}, False, "disabled")],
+)  # fmt: skip
+def test_wandb_is_offline_unless_configured(env, netrc, expected, tmp_path: Path, monkeypatch) -> None:
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if netrc:
+        (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+        (tmp_path / ".netrc").chmod(0o600)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert resolve_mode("auto") == expected
+    assert resolve_mode("offline") == "offline"
+
+
+def wandb_records(path: Path) -> tuple[object, dict[str, str], int]:
+    """The run record (name, group, job_type, ...), the logged config and the number of history rows of a
+    W&B offline run file. The file is a LevelDB-style log of protobuf records, and wandb has no public
+    reader: a 7-byte header, then 32 KiB blocks of chunks with a 7-byte header each (crc32, length, type:
+    1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, pending = path.read_bytes(), 7, b""
+    run, config, history = None, {}, 0
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            kind_of = record.WhichOneof("record_type")
+            if kind_of == "run":
+                run = record.run
+            elif kind_of == "config":
+                config.update({item.key: item.value_json for item in record.config.update})
+            elif kind_of == "history":
+                history += 1
+    assert run is not None, f"{path}: no run record"
+    return run, config, history
+
+
+@pytest.fixture(scope="module")
+def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
+    """python src/train.py -m experiment=ablate_lrn on the generated data, one seed: two jobs, W&B offline
+    (no key, a HOME without .netrc, and an unreachable W&B server: any network call would fail)."""
+    sweep = tmp_path_factory.mktemp("sweep")
+    home = tmp_path_factory.mktemp("home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), WANDB_BASE_URL="http://127.0.0.1:9")
+    proc = run_script(
+        "train.py", "-m", "experiment=ablate_lrn", *data_overrides(fmnist_dir), "debug=fast",
+        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "train_error_sample=64", "data.train_subset=300",
+        f"hydra.sweep.dir={sweep}",
+        env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep
+
+
+def test_a_multirun_gives_each_job_its_own_offline_wandb_run(two_job_sweep: Path) -> None:
+    jobs = sorted(p.name for p in two_job_sweep.iterdir() if p.is_dir())
+    assert jobs == ["lrn_seed7", "no_lrn_seed7"]
+    ids = set()
+    for job in jobs:
+        files = list((two_job_sweep / job / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(files) == 1, f"{job}: {files}"  # one run per job, in the job's own directory
+        run, config, history = wandb_records(files[0])
+        arm = job.removesuffix("_seed7")
+        assert json.loads(config["arm"]) == arm and json.loads(config["model"])["lrn"]["enabled"] == (arm == "lrn")
+        assert history > 0  # the metrics went to this run
+        assert (run.run_group, run.job_type, run.display_name) == ("ablate_lrn", arm, f"{arm}-seed7")
+        assert arm in run.tags and "ablate_lrn" in run.tags
+        ids.add(run.run_id)
+        assert json.loads((two_job_sweep / job / "summary.json").read_text())["arm"] == arm
+    assert len(ids) == 2
+
+
+def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Path) -> None:
+    proc = run_script("compare.py", str(two_job_sweep), "--out", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| lrn | 1 |" in report and "| no_lrn | 1 |" in report and "inconclusive" in report  # one seed each
+    assert "bash experiments/run.sh ablate_lrn" in report
+    assert (tmp_path / "report" / "learning_curves.png").stat().st_size > 1000
+    claim = json.loads((tmp_path / "report" / "claim.json").read_text())
+    assert [c["metric"] for c in claim["comparisons"]] == ["test/top1_err", "test/top5_err"]
+    runs = {r.arm: r for r in load_runs([two_job_sweep])}
+    delta = runs["no_lrn"].summary["test"]["test/top1_err"] - runs["lrn"].summary["test"]["test/top1_err"]
+    assert claim["comparisons"][0]["delta"] == pytest.approx(delta)
+
+
+def test_compare_refuses_a_folder_without_runs(tmp_path: Path) -> None:
+    proc = run_script("compare.py", str(tmp_path))
+    assert proc.returncode != 0 and "no finished runs" in proc.stderr
+
+
+# --- the verdict rule -------------------------------------------------------------------------------
+
+
+def _runs(arm: str, values: list[float], metric: str = "test/top1_err") -> list[Run]:
+    return [Run(Path("."), {}, {"seed": i, "steps": 1000}, arm, {metric: v}) for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(
+    "paper, ref, abl, verdict",
+    [
+        (0.014, [0.20, 0.21, 0.205], [0.23, 0.24, 0.235], "reproduced"),
+        (0.014, [0.23, 0.24, 0.235], [0.20, 0.21, 0.205], "opposite"),
+        (0.014, [0.20, 0.24, 0.22], [0.21, 0.23, 0.225], "inconclusive"),
+        ("+", [0.20, 0.21, 0.205], [0.23, 0.24, 0.235], "reproduced"),
+        ("-", [0.20, 0.21, 0.205], [0.23, 0.24, 0.235], "opposite"),
+        (0.014, [0.20], [0.25], "inconclusive"),  # one run per arm: no interval
+    ],
+)
+def test_the_verdict_rule(paper, ref, abl, verdict: str) -> None:
+    c = compare("test/top1_err", paper, _runs("a", ref), _runs("b", abl), paired=False)
+    assert c.verdict == verdict
+    assert c.delta == pytest.approx(sum(abl) / len(abl) - sum(ref) / len(ref))
+
+
+def test_paired_comparison_pairs_seeds() -> None:
+    # a large seed-to-seed spread but a consistent within-seed difference: only pairing sees it
+    ref, abl = [0.10, 0.20, 0.30], [0.11, 0.21, 0.31]
+    assert compare("test/top1_err", 0.02, _runs("a", ref), _runs("b", abl), paired=True).verdict == "reproduced"
+    assert compare("test/top1_err", 0.02, _runs("a", ref), _runs("b", abl), paired=False).verdict == "inconclusive"
+
+
+def test_ratio_claims_compare_logs_and_count_a_miss_as_the_whole_run() -> None:
+    ref = _runs("relu", [100, 110, 90], "steps_to_target")
+    abl = _runs("tanh", [600, 650, float("inf")], "steps_to_target")  # the last never reached the target
+    c = compare("steps_to_target", "x6", ref, abl, paired=False)
+    assert c.verdict == "reproduced" and c.ablated == [600, 650, 1000]  # censored at the run's 1000 steps
+    log_mean = lambda xs: sum(map(math.log, xs)) / len(xs)  # noqa: E731
+    assert c.delta == pytest.approx(log_mean([600, 650, 1000]) - log_mean([100, 110, 90]))
+
+
+# --- what the experiments measure, through real runs of src/train.py --------------------------------
+
+
+def _curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
+    from alexnet.report import read_curves
+
+    return [(step, value) for _, step, value in read_curves(run_dir / "metrics.csv")[metric]]
+
+
+def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_run) -> None:
+    proc, run_dir = train_run(
+        "experiment=ablate_activation", "arm=relu", "callbacks.train_error_target.window=3",
+        "callbacks.train_error_target.target=0.5", "trainer.max_steps=60", "data.batch_size=32",
+        "trainer.log_every_n_steps=1", "callbacks.progress_bar=null",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    reached = summary["steps_to_target"]
+    assert reached is not None and summary["steps"] == reached < 60  # stopped there
+    curve = _curve(run_dir, "train/top1_err_running")
+    assert curve[-1][1] <= 0.5 and all(v > 0.5 for _, v in curve[2:-1])  # the first full window at the target
+    assert summary["images_to_target"] == reached * 32
+
+
+def test_fig1_callback_reports_a_target_never_reached(train_run) -> None:
+    proc, run_dir = train_run(
+        "experiment=ablate_activation", "arm=tanh", "callbacks.train_error_target.target=0.001",
+        "trainer.max_steps=5", "data.batch_size=32", "callbacks.progress_bar=null",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps_to_target"] is None and summary["steps"] == 5
+    assert math.isinf(load_runs([run_dir])[0].metrics["steps_to_target"])  # compare counts it as never
+
+
+def test_test_crops_experiment_tests_the_same_weights_both_ways(train_run, tmp_path: Path) -> None:
+    proc, run_dir = train_run("data.test_crops=10", "also_test_crops=[1]", "train_error_sample=64")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["test_by_crops"]) == {"10", "1"} and summary["test"] == summary["test_by_crops"]["10"]
+    assert summary["test_crops"] == 10 and set(summary["train_eval"]) == {"top1_err", "top5_err"}
+    proc = run_script("eval.py", f"run_dir={run_dir}", "test_crops=1", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    centre = json.loads((tmp_path / "eval" / "eval.json").read_text())["test"]
+    assert centre["test/top1_err"] == pytest.approx(summary["test_by_crops"]["1"]["test/top1_err"])
