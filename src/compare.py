@@ -99,7 +99,9 @@ def report(sweeps: list[Path], out: Path) -> dict:
 
     header, rows = arm_rows(arms)
     print_table(f"{experiment}: mean ± std over seeds", header, rows)
-    claim_rows = [[c.metric, fmt_paper(c), *fmt_delta(c), c.verdict] for c in results]
+    claim_rows = [
+        [c.metric, fmt_paper(c), *fmt_delta(c), c.verdict + (f" ({c.note})" if c.note else "")] for c in results
+    ]
     claim_header = [
         "metric",
         "paper",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import struct
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet.loggers import resolve_mode
-from alexnet.report import Run, compare, load_runs
+from alexnet.report import Run, compare, load_runs, read_curves
 from conftest import CONF, compose_train, data_overrides, run_script
 
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment").glob("ablate_*.yaml"))
@@ -125,11 +126,12 @@ def test_slurm_launcher_configs_compose() -> None:
 
 
 @pytest.mark.parametrize(
-    "env, netrc, expected",
-    [({}, False, "offline"), ({"WANDB_API_KEY": "x" * 40}, False, "online"), ({}, True, "online"),
-     ({"WANDB_MODE": "disabled", "WANDB_API_KEY": "x" * 40}, False, "disabled")],
+    "env, netrc, server, expected",
+    [({}, False, True, "offline"), ({"WANDB_API_KEY": "x" * 40}, False, True, "online"),
+     ({}, True, True, "online"), ({"WANDB_API_KEY": "x" * 40}, False, False, "offline"),
+     ({"WANDB_MODE": "disabled", "WANDB_API_KEY": "x" * 40}, False, True, "disabled")],
 )  # fmt: skip
-def test_wandb_is_offline_unless_configured(env, netrc, expected, tmp_path: Path, monkeypatch) -> None:
+def test_wandb_is_offline_unless_configured_and_reachable(env, netrc, server, expected, tmp_path, monkeypatch) -> None:
     for var in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -138,7 +140,12 @@ def test_wandb_is_offline_unless_configured(env, netrc, expected, tmp_path: Path
         (tmp_path / ".netrc").chmod(0o600)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    assert resolve_mode("auto") == expected
+    with socket.socket() as listener:  # a stand-in W&B server that accepts connections, or none at all
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1] if server else 9
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+        assert resolve_mode("auto") == expected
     assert resolve_mode("offline") == "offline"
 
 
@@ -267,12 +274,33 @@ def test_ratio_claims_compare_logs_and_count_a_miss_as_the_whole_run() -> None:
     assert c.delta == pytest.approx(log_mean([600, 650, 1000]) - log_mean([100, 110, 90]))
 
 
+def test_best_epoch_at_the_last_epoch_is_no_verdict() -> None:
+    # val error still falling when the runs stopped: their best epoch is a lower bound, not a value
+    ref = [Run(Path("."), {}, {"seed": i, "epochs": 8}, "dropout", {"best_epoch": 8}) for i in range(3)]
+    abl = [
+        Run(Path("."), {}, {"seed": i, "epochs": 8}, "no_dropout", {"best_epoch": e}) for i, e in enumerate((3, 4, 3))
+    ]
+    c = compare("best_epoch", "x0.5", ref, abl, paired=False)
+    assert c.verdict == "inconclusive" and c.note.startswith("3 of 6 runs still improving")
+
+
+def test_the_fastest_setting_is_picked_by_fewest_misses_first() -> None:
+    from alexnet.report import select_setting
+
+    def run(lr: float, steps: float) -> Run:
+        cfg = {"optimizer": {"lr": lr}}
+        return Run(Path("."), cfg, {"seed": 0, "steps": 600}, "tanh", {"steps_to_target": steps})
+
+    runs = [run(0.1, 50), run(0.1, math.inf), run(0.01, 300), run(0.01, 320)]  # fast once, but a miss
+    assert {r.setting("optimizer.lr") for r in select_setting(runs, "tanh", "optimizer.lr", "steps_to_target")} == {
+        0.01
+    }
+
+
 # --- what the experiments measure, through real runs of src/train.py --------------------------------
 
 
 def _curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
-    from alexnet.report import read_curves
-
     return [(step, value) for _, step, value in read_curves(run_dir / "metrics.csv")[metric]]
 
 
@@ -312,3 +340,7 @@ def test_test_crops_experiment_tests_the_same_weights_both_ways(train_run, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     centre = json.loads((tmp_path / "eval" / "eval.json").read_text())["test"]
     assert centre["test/top1_err"] == pytest.approx(summary["test_by_crops"]["1"]["test/top1_err"])
+    # loggers keep both: the second test is logged under its own name, not over the first
+    logged = {m: v for m, points in read_curves(run_dir / "metrics.csv").items() for *_, v in points}
+    assert logged["test/top1_err"] == pytest.approx(summary["test_by_crops"]["10"]["test/top1_err"])
+    assert logged["test_1crop/top1_err"] == pytest.approx(summary["test_by_crops"]["1"]["test/top1_err"])

@@ -361,3 +361,31 @@ def test_tiny_imagenet_layout_is_read_too(tmp_path: Path) -> None:
     dm.setup()
     assert len(dm.sources["train"]) == 8
     assert {Path(p).stem: label for p, label in dm.sources["test"].items} == truth  # test = val: test/ has no labels
+
+
+def test_a_half_sorted_validation_folder_is_an_error(tmp_path: Path) -> None:
+    from alexnet.data.layout import list_class_folders
+
+    (tmp_path / "n01").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "n01" / "a.JPEG")
+    Image.new("RGB", (8, 8)).save(tmp_path / "ILSVRC2012_val_00000002.JPEG")  # not sorted yet
+    with pytest.raises(DataError, match="lie next to class folders"):
+        list_class_folders(tmp_path, ["n01"])
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("\ufeffImageId,PredictionString\nILSVRC2012_val_00000001,n01 1 2 3 4\n", None),
+     ("Image,Labels\nx,n01\n", "expected the header"),
+     ("ImageId,PredictionString\nx,\n", ":2: no image id or no WNID")],
+)  # fmt: skip
+def test_kaggle_solution_is_read_or_named(text: str, words: str | None, tmp_path: Path) -> None:
+    from alexnet.data.layout import read_kaggle_solution
+
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_text(text, encoding="utf-8")
+    if words is None:
+        assert read_kaggle_solution(path) == {"ILSVRC2012_val_00000001": "n01"}
+    else:
+        with pytest.raises(DataError, match=words):
+            read_kaggle_solution(path)

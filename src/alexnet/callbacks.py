@@ -27,7 +27,10 @@ class TrainErrorTarget(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
-        self.recent.append(float(pl_module.batch_error))
+        # the error of this step's whole batch: averaged over data-parallel processes, so that every process
+        # sees the same running error and stops at the same step
+        error = trainer.strategy.reduce(pl_module.batch_error.detach().clone(), reduce_op="mean")
+        self.recent.append(float(error))
         self._images += len(batch[1]) * trainer.world_size
         running = sum(self.recent) / len(self.recent)
         pl_module.log("train/top1_err_running", running, on_step=True, on_epoch=False)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import netrc
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -23,14 +25,28 @@ def has_credentials() -> bool:
         return False
 
 
+def server_reachable(timeout: float = 2.0) -> bool:
+    """Whether the W&B server (WANDB_BASE_URL, default api.wandb.ai) accepts a connection: a compute node
+    with credentials but no route out would otherwise wait out wandb's init timeout, then fail."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def resolve_mode(mode: str) -> str:
-    """auto: WANDB_MODE if the user set it, online with credentials, else offline, which never prompts
-    for a key and never touches the network; `wandb sync` uploads the run later."""
+    """auto: WANDB_MODE if the user set it; online with credentials and a reachable server; else offline,
+    which never prompts for a key and makes no network call; `wandb sync` uploads the run later."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: allowed {', '.join(MODES)}")
     if mode != "auto":
         return mode
-    return os.environ.get("WANDB_MODE") or ("online" if has_credentials() else "offline")
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if has_credentials() and server_reachable() else "offline"
 
 
 def wandb_logger(
@@ -40,21 +56,23 @@ def wandb_logger(
     group: str | None = None,
     arm: str | None = None,
     seed: int | None = None,
+    variant: str | None = None,
     tags: list[str] | None = None,
     **kwargs: Any,
 ) -> WandbLogger:
     """A WandbLogger whose run is named by arm and seed and grouped by experiment, so the W&B UI compares
-    the arms of one experiment (group) with their seeds (job_type = arm). Lightning creates the run on
-    rank zero only."""
+    the arms of one experiment (group) with their seeds (job_type = arm, or arm-variant when an experiment
+    also sweeps a setting, e.g. the learning rate of Fig. 1). Lightning creates the run on rank zero only."""
     mode = resolve_mode(mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    name = f"{arm}-seed{seed}" if arm else None
+    job_type = "-".join(str(p) for p in (arm, variant) if p) or None
+    name = f"{job_type}-seed{seed}" if job_type else None
     return WandbLogger(
         save_dir=save_dir,
         project=project,
         name=name,
         group=group,
-        job_type=arm,
+        job_type=job_type,
         tags=[*(tags or []), *([arm] if arm else [])],
         mode=mode,
         settings={"silent": True, "disable_git": True},  # our summary.json records the commit

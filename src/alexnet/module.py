@@ -50,6 +50,7 @@ class AlexNetModule(L.LightningModule):
         self.val_history: list[dict[str, float]] = []  # one row per validation, kept in checkpoints
         self.replicas_identical: bool | None = None  # set after data-parallel training
         self.batch_error = torch.tensor(float("nan"))
+        self.test_name = "test"  # what test metrics are logged as
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -73,8 +74,9 @@ class AlexNetModule(L.LightningModule):
         if stage == "train":  # this batch's error, for callbacks that follow training error by step (Fig. 1)
             self.batch_error = (scores.detach().argmax(-1) != y).float().mean()  # no sync here
         on_step = stage == "train"
+        name = self.test_name if stage == "test" else stage  # e.g. test_1crop: a second test of the same weights
         self.log(
-            f"{stage}/loss",
+            f"{name}/loss",
             loss,
             on_step=on_step,
             on_epoch=True,
@@ -82,7 +84,8 @@ class AlexNetModule(L.LightningModule):
             batch_size=len(y),
             sync_dist=stage != "train",
         )  # the whole val/test set's loss under data parallelism
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        named = {k.replace(f"{stage}/", f"{name}/", 1): m for k, m in metrics.items()}
+        self.log_dict(named, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

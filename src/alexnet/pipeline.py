@@ -143,12 +143,16 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or (None if cfg.train else cfg.get("ckpt_path"))
         # the run's own setting first; `also_test_crops` tests the same weights with other crop counts
-        for crops in dict.fromkeys([datamodule.test_crops, *cfg.get("also_test_crops", [])]):
-            datamodule.test_crops = crops
+        # (logged as test_<n>crop/..., so that loggers keep both; summary.json names them all test/...)
+        for i, crops in enumerate(dict.fromkeys([datamodule.test_crops, *cfg.get("also_test_crops", [])])):
+            datamodule.test_crops, module.test_name = crops, "test" if i == 0 else f"test_{crops}crop"
             results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-            by_crops[str(crops)] = to_float_dict(results[0]) if results else {}
+            metrics = {
+                k.replace(f"{module.test_name}/", "test/", 1): v for k, v in (results[0] if results else {}).items()
+            }
+            by_crops[str(crops)] = to_float_dict(metrics)
             print_metrics_table(_test_title(crops, ckpt or "the final weights"), by_crops[str(crops)])
-        datamodule.test_crops = int(next(iter(by_crops)))
+        datamodule.test_crops, module.test_name = int(next(iter(by_crops))), "test"
         test_metrics = by_crops[next(iter(by_crops))]
 
     train_eval: dict[str, float] = {}

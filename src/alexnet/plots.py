@@ -23,7 +23,7 @@ def _by_x(runs: list[Run], metric: str, x: str) -> tuple[np.ndarray, np.ndarray,
     values = np.array([[s[k] for k in common] for s in series]) if common else np.zeros((0, 0))
     if not common:
         return np.array([]), np.array([]), np.array([])
-    return np.array(common), values.mean(0), values.std(0)
+    return np.array(common), values.mean(0), values.std(0, ddof=1 if len(values) > 1 else 0)  # as the tables
 
 
 def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path | None:
@@ -34,7 +34,7 @@ def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path 
         color = f"C{i}"
         for metric, style, label in (("val/top1_err", "-", "val"), ("train/top1_err", "--", "train")):
             x, mean, std = _by_x(runs, metric, "epoch")
-            if len(x):
+            if len(x) >= 2:  # a curve, not a point (Fig. 1's runs end within the first epoch)
                 ax.plot(x + 1, mean * 100, style, color=color, label=f"{arm}, {label} (n={len(runs)})")
                 ax.fill_between(x + 1, (mean - std) * 100, (mean + std) * 100, color=color, alpha=0.2)
                 drawn = True

@@ -117,9 +117,26 @@ def group_arms(runs: list[Run], select_by: str | None = None) -> dict[str, list[
     return dict(sorted(groups.items()))
 
 
-def mean_or_inf(values: list[float | None]) -> float:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else math.inf
+def censored(run: Run, metric: str) -> bool:
+    """The run ended before the metric's event: the target was never reached, or val error was still
+    falling at the last epoch (so the epoch of the best val error is only a lower bound)."""
+    value = run.metrics.get(metric)
+    if metric == "best_epoch":
+        return value is not None and value == run.summary.get("epochs")
+    return value is not None and math.isinf(value)
+
+
+def capped(run: Run, metric: str) -> float:
+    """The metric, with a target never reached counted as the whole run (a bound, not a value)."""
+    value = run.metrics.get(metric)
+    if value is None:
+        raise ValueError(f"{run.path}: no value for {metric}, which the claim needs (see its summary.json)")
+    if not math.isinf(value):
+        return float(value)
+    steps = float(run.summary["steps"])
+    if metric == "epochs_to_target":
+        return steps * run.cfg["data"]["batch_size"] / run.summary["train_images"]
+    return steps
 
 
 def select_setting(runs: list[Run], arm: str, select_by: str, metric: str) -> list[Run]:
@@ -131,8 +148,12 @@ def select_setting(runs: list[Run], arm: str, select_by: str, metric: str) -> li
             settings[run.setting(select_by)].append(run)
     if not settings:
         return []
-    best = min(settings, key=lambda s: mean_or_inf([r.metrics[metric] for r in settings[s]]))
-    return settings[best]
+
+    def rank(setting: Any) -> tuple[int, float]:  # fewest runs that never got there, then the lowest mean
+        runs_ = settings[setting]
+        return sum(censored(r, metric) for r in runs_), float(np.mean([capped(r, metric) for r in runs_]))
+
+    return settings[min(settings, key=rank)]
 
 
 @dataclass
@@ -146,6 +167,7 @@ class Comparison:
     high: float
     verdict: str
     ratio: bool
+    note: str = ""  # e.g. how many runs ended before the event the metric counts
 
 
 def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: bool) -> Comparison:
@@ -157,8 +179,9 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
         by_seed = {r.seed: r for r in ref}
         pairs = [(by_seed[a.seed], a) for a in abl if a.seed in by_seed]
         ref, abl = [p[0] for p in pairs], [p[1] for p in pairs]
-    r = [_finite(run.metrics[metric], run) for run in ref]
-    a = [_finite(run.metrics[metric], run) for run in abl]
+    r = [capped(run, metric) for run in ref]
+    a = [capped(run, metric) for run in abl]
+    n_censored = sum(censored(run, metric) for run in [*ref, *abl])
     x, y = (np.log(a), np.log(r)) if ratio else (np.array(a), np.array(r))
     delta = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
     low = high = math.nan
@@ -171,15 +194,19 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
             low, high = (float(v) for v in test.confidence_interval(0.95))
     if math.isnan(low) or low <= 0 <= high:
         verdict = "inconclusive"
+    elif metric == "best_epoch" and n_censored:  # still improving when stopped: no epoch to compare
+        verdict = "inconclusive"
     else:
         verdict = "reproduced" if math.copysign(1.0, delta) == expected else "opposite"
-    return Comparison(metric, spec, r, a, delta, low, high, verdict, ratio)
-
-
-def _finite(value: float | None, run: Run) -> float:
-    if value is None:
-        raise ValueError(f"{run.path}: no value for a metric the claim needs (see its summary.json)")
-    return float(run.summary.get("steps", value)) if math.isinf(value) else float(value)  # censored at the run's end
+    note = ""
+    if n_censored:
+        what = (
+            "still improving at their last epoch"
+            if metric == "best_epoch"
+            else "never reached it (counted at their end)"
+        )
+        note = f"{n_censored} of {len(r) + len(a)} runs {what}"
+    return Comparison(metric, spec, r, a, delta, low, high, verdict, ratio, note)
 
 
 def judge(runs: list[Run]) -> tuple[dict[str, Any], list[Comparison], dict[str, list[Run]]]:
@@ -219,7 +246,7 @@ def write_claim_json(path: Path, experiment: str, claim: dict[str, Any], results
             "reference": claim["reference"],
             "ablated": claim["ablated"],
             "comparisons": [
-                {k: getattr(c, k) for k in ("metric", "paper", "delta", "low", "high", "verdict", "ratio")}
+                {k: getattr(c, k) for k in ("metric", "paper", "delta", "low", "high", "verdict", "ratio", "note")}
                 for c in results
             ],
         },

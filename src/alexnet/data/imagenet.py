@@ -76,7 +76,7 @@ class ImageFolderDataModule(ImageDataModule):
         if num_classes is None:
             raise ValueError(f"num_classes is null: no class folders found in {root}/train; check data.root")
         super().__init__(num_classes, channels, stored_size, crop_size, **kwargs)
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # the store's plan records paths: one spelling of the tree
         self.store = Path(store_dir) if store_dir else self.root / f"prepared_{stored_size}"
         self.source, self.on_corrupt, self.devkit_dir = source, on_corrupt, devkit_dir
         self.val_size, self.split_seed, self.stats_sample = val_size, split_seed, stats_sample

@@ -119,6 +119,12 @@ def read_words(tree: Tree) -> dict[str, str]:
 
 def list_class_folders(folder: Path, classes: list[str]) -> Items:
     index = {c: i for i, c in enumerate(classes)}
+    loose = [p for p in folder.iterdir() if p.is_file() and is_image_name(p)]
+    if loose:  # e.g. an interrupted valprep.sh: reading only the sorted part would quietly shrink the split
+        raise DataError(
+            f"{folder}: {len(loose)} images (e.g. {loose[0].name}) lie next to class folders; a split is either "
+            "all class folders or all flat. Finish sorting them into class folders, or move them all back"
+        )
     items: Items = []
     for name in class_folders(folder):
         if name not in index:
@@ -149,9 +155,7 @@ def label_flat_folder(tree: Tree, folder: Path) -> tuple[Items, str]:
             by_stem[stem_number] = id_to_wnid[sid]
         key = _val_number
     elif kaggle:
-        with open(kaggle, newline="") as f:
-            by_stem = {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
-        source, key = f"Kaggle ({kaggle})", _stem
+        by_stem, source, key = read_kaggle_solution(kaggle), f"Kaggle ({kaggle})", _stem
     else:
         looked = ", ".join(str(d) for d in tree.devkit_dirs)
         raise DataError(
@@ -168,6 +172,21 @@ def label_flat_folder(tree: Tree, folder: Path) -> tuple[Items, str]:
             raise DataError(f"{p}: labelled {wnid} by the {source} ground truth, but train/ has no folder {wnid}")
         items.append((str(p), index[wnid]))
     return items, source
+
+
+def read_kaggle_solution(path: Path) -> dict[str, str]:
+    """LOC_val_solution.csv: ImageId -> the WNID that starts its PredictionString ("n01751748 x y x y ...")."""
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of the header
+        reader = csv.DictReader(f)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or []):
+            raise DataError(f"{path}: expected the header ImageId,PredictionString, found {reader.fieldnames}")
+        labels = {}
+        for line, row in enumerate(reader, start=2):
+            tokens = (row["PredictionString"] or "").split()
+            if not tokens or not row["ImageId"]:
+                raise DataError(f"{path}:{line}: no image id or no WNID in {row}")
+            labels[row["ImageId"]] = tokens[0]
+    return labels
 
 
 def _stem(path: Path) -> str:
