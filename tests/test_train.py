@@ -160,6 +160,7 @@ def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=150",
         "data.test_crops=1",
+        "train_error_sample=1000",
         f"data.data_dir={tmp_path}/empty",
         f"hydra.run.dir={tmp_path}/run",
         cwd=ROOT,
