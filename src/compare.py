@@ -139,6 +139,8 @@ def report(sweeps: list[Path], out: Path) -> dict:
         + f"Setting: {_setting(runs[0], select_by)}."
         + _target_note(runs[0]),
         "",
+        _choices_note(arms),
+        "",
         "## Arms (mean ± std over seeds)",
         "",
         markdown_table(header, rows),
@@ -155,6 +157,18 @@ def report(sweeps: list[Path], out: Path) -> dict:
     write_claim_json(out / "claim.json", experiment, claim, results)
     print(f"wrote {out / 'report.md'}, {out / 'claim.json'} and {len(figures)} figure(s)")
     return {"claim": claim, "results": results}
+
+
+def _choices_note(arms: dict[str, list[Run]]) -> str:
+    """The settings the runs rest on where the paper is ambiguous (docs/fidelity.md), per arm."""
+    parts = []
+    for arm, runs in arms.items():
+        choices = runs[0].summary.get("choices")
+        text = ", ".join(f"{k} {v}" for k, v in choices.items()) if choices else "not recorded (older runs)"
+        parts.append(f"{arm}: {text}")
+    return (
+        "Choices where the paper is ambiguous ([docs/fidelity.md](../../docs/fidelity.md)): " + "; ".join(parts) + "."
+    )
 
 
 def _target_note(run: Run) -> str:

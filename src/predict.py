@@ -16,15 +16,24 @@ from rich.table import Table
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.data import DataError  # noqa: E402
-from alexnet.data.transforms import EvalTransform  # noqa: E402
 from alexnet.pipeline import ConfigError, load_checkpoint, rebuild  # noqa: E402
 from alexnet.utils import write_json  # noqa: E402
 
+# Hydra's flags that take the next argument as their value (`--cfg job`, `-cn predict`, ...)
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}  # fmt: skip
+
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Image paths (existing files, or arguments without '=') apart from Hydra's overrides and flags."""
-    images = [a for a in argv if not a.startswith("-") and ("=" not in a or Path(a).is_file())]
-    return images, [a for a in argv if a not in images]
+    """Image paths (existing files, or arguments without '=') apart from Hydra's overrides, flags and their values."""
+    images, hydra_args, value_of_flag = [], [], False
+    for a in argv:
+        if value_of_flag or a.startswith("-") or ("=" in a and not Path(a).is_file()):
+            hydra_args.append(a)
+            value_of_flag = a in FLAGS_WITH_VALUE
+        else:
+            images.append(a)
+    return images, hydra_args
 
 
 IMAGES: list[str] = []  # the positional arguments, taken out of sys.argv before Hydra parses it
@@ -41,7 +50,7 @@ def predict(cfg: DictConfig, images: list[str]) -> list[str]:
         datamodule.load_state_dict(state)
     else:  # a checkpoint from before they were saved: read the data set for them
         datamodule.setup("test")
-    transform = EvalTransform(datamodule.crop_size, datamodule.mean, crops=datamodule.test_crops)
+    transform = datamodule.eval_transform(crops=datamodule.test_crops)
     module.eval()
     console, failed, results = Console(), [], {}
     view = "centre crop" if datamodule.test_crops == 1 else f"{datamodule.test_crops} crops, softmax averaged"

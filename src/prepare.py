@@ -11,11 +11,11 @@ os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.data import DataError  # noqa: E402
 from alexnet.data.stats import STATS, describe, save_stats  # noqa: E402
-from alexnet.pipeline import ConfigError, _build  # noqa: E402
+from alexnet.pipeline import ConfigError, build_data  # noqa: E402
 
 
 def prepare(cfg: DictConfig) -> None:
-    datamodule = _build("data", cfg.data)
+    datamodule = build_data(cfg)
     if not hasattr(datamodule, "prepare_store"):
         raise ConfigError(f"data: {type(datamodule).__name__} has no store to prepare; use data=imagenet|imagefolder")
     if cfg.stats_only:

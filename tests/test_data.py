@@ -8,7 +8,7 @@ import torch
 
 from alexnet.data import DataError, FashionMNISTDataModule, SyntheticDataModule
 from alexnet.data.fashion_mnist import FILES, read_idx
-from alexnet.data.transforms import EvalTransform, TrainTransform, center_crop, ten_crop
+from alexnet.data.transforms import EvalTransform, TrainTransform, center_crop, ten_crop, to_float
 from alexnet.module import average_softmax
 from conftest import write_fashion_mnist, write_idx
 
@@ -35,7 +35,9 @@ def test_train_batches_are_crops_of_the_crop_size_with_the_mean_removed(fmnist_d
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (16, 1, 28, 28) and y.shape == (16,)
-    assert x.min() >= -dm.mean[0] - 1e-6 and x.max() <= 1 - dm.mean[0] + 1e-6
+    # raw pixel values 0-255 minus the mean (docs/fidelity.md: the paper's scale)
+    assert x.min() >= -255 * dm.mean[0] - 1e-3 and x.max() <= 255 * (1 - dm.mean[0]) + 1e-3
+    assert x.max() > 0.5 * 255  # the generated images' white bars: not the [0, 1] scale
     x, _ = next(iter(dm.test_dataloader()))
     assert x.shape == (16, 1, 28, 28)
     dm10 = module(fmnist_dir, batch_size=4, test_crops=10)
@@ -125,7 +127,7 @@ def test_train_transform_crops_anywhere_and_flips_half_the_time() -> None:
     img = torch.arange(64, dtype=torch.uint8).view(1, 8, 8)
     t = TrainTransform(crop_size=6, mean=[0.0])
     outs = [t(img) for _ in range(400)]
-    corners = {round(o[0, 0, 0].item() * 255) for o in outs}
+    corners = {round(o[0, 0, 0].item()) for o in outs}  # raw pixel values, mean 0
     # top-left pixel of an unflipped crop is img[t, l]; of a flipped one img[t, l + 5]
     assert corners == {r * 8 + c for r in range(3) for c in (0, 1, 2, 5, 6, 7)}
     flipped = sum(o[0, 0, 0] > o[0, 0, -1] for o in outs)
@@ -135,11 +137,51 @@ def test_train_transform_crops_anywhere_and_flips_half_the_time() -> None:
 
 
 def test_ten_crop_prediction_averages_softmax_not_logits() -> None:
-    logits = torch.tensor([[0.0, 10.0], [3.0, 0.0], [3.0, 0.0]])  # one image, three crops
+    # two images, three crops each, image-major as the crops of a batch are flattened: rows 0-2 image 0, 3-5 image 1
+    logits = torch.tensor([[0.0, 10.0], [3.0, 0.0], [3.0, 0.0], [10.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
     probs = average_softmax(logits, crops=3)
-    torch.testing.assert_close(probs, logits.softmax(-1).mean(0, keepdim=True))
-    assert probs.argmax(-1).item() == 0  # two crops fairly sure of class 0 outvote one very sure crop
-    assert logits.mean(0).argmax().item() == 1  # averaging logits would have said class 1
+    assert probs.shape == (2, 2)
+    torch.testing.assert_close(probs, logits.softmax(-1).view(2, 3, 2).mean(1))
+    assert probs.argmax(-1).tolist() == [0, 1]  # two crops fairly sure of a class outvote one very sure crop
+    assert logits.view(2, 3, 2).mean(1).argmax(-1).tolist() == [1, 0]  # averaging logits would have said the other
+    # several different images: each image's probabilities are the mean over its own crops only
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4 * 10, 5, generator=g) * 3
+    expected = torch.stack([logits[10 * i : 10 * (i + 1)].softmax(-1).mean(0) for i in range(4)])
+    torch.testing.assert_close(average_softmax(logits, crops=10), expected)
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_eval_transform_subtracts_the_mean(crops: int) -> None:
+    # a constant image of value v (per channel) gives to_float(v) - mean in every pixel of every patch; the mean is
+    # given on the [0, 1] scale of the stored statistics, here k/255 for grey level k
+    values, levels = (200, 90, 30), (120, 60, 10)
+    img = torch.tensor(values, dtype=torch.uint8).view(3, 1, 1).expand(3, 8, 8).contiguous()
+    out = EvalTransform(6, [k / 255 for k in levels], crops=crops)(img)
+    assert out.shape == ((10, 3, 6, 6) if crops == 10 else (3, 6, 6))
+    expected = to_float(torch.tensor(values, dtype=torch.uint8)) - to_float(torch.tensor(levels, dtype=torch.uint8))
+    torch.testing.assert_close(out, expected.view(3, 1, 1).expand_as(out), rtol=1e-5, atol=1e-5)
+    assert (expected.abs() > 0).all()
+    # the same as a training crop without augmentation: every path subtracts the mean
+    fixed = TrainTransform(6, [k / 255 for k in levels], random_crop=False, flip=False)
+    torch.testing.assert_close(out if crops == 1 else out[4], fixed(img))
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_val_and_test_batches_have_the_mean_removed(fmnist_dir: Path, crops: int) -> None:
+    dm = module(fmnist_dir, batch_size=16, test_crops=crops)
+    dm.setup()
+    assert dm.mean[0] > 0.05  # enough to see
+    white = to_float(torch.tensor([255], dtype=torch.uint8))  # the net's pixel scale: mean k/255 is grey level k
+    for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        x, _ = next(iter(loader))
+        raw = dm.sources[split].tensors[0][:16]
+        if split == "test" and crops == 10:
+            patches = torch.stack([ten_crop(r, 28) for r in raw])
+        else:
+            patches = center_crop(raw, 28)
+        assert x.shape == patches.shape, split
+        torch.testing.assert_close(x, to_float(patches) - dm.mean[0] * white, rtol=1e-5, atol=1e-4)
 
 
 def test_synthetic_data_is_repeatable_and_shaped_like_ilsvrc() -> None:

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -80,13 +81,67 @@ def test_each_sweep_lists_its_arms_and_at_least_three_seeds(name: str) -> None:
     assert cfg.experiment_name == name and cfg.logger.csv and cfg.logger.wandb
 
 
+def _lrn_acts(module, datamodule) -> bool:
+    x = torch.rand(1, module.net.conv1.out_channels, 5, 5) * 100
+    return not torch.equal(module.net.lrn1(x), x)
+
+
+def _pools(module, datamodule) -> list[float]:
+    return module.net.pool(torch.arange(25.0).view(1, 1, 5, 5)).flatten().tolist()
+
+
+def _activation_at_minus_one(module, datamodule) -> float:
+    return round(module.net.act(torch.tensor([-1.0])).item(), 4)
+
+
+def _train_mode_is_random(module, datamodule) -> bool:
+    net, x = module.net.train(), torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        return not torch.equal(net(x), net(x))
+
+
+def _augments(module, datamodule) -> bool:
+    transform, img = datamodule.train_transform(), torch.arange(1024).remainder(251).to(torch.uint8).view(1, 32, 32)
+    return len({tuple(transform(img).flatten().tolist()) for _ in range(20)}) > 1
+
+
+def _tower_b_reaches_tower_a_in_conv2(module, datamodule) -> bool:
+    conv2 = module.net.conv2
+    x = torch.rand(1, conv2.in_channels, 7, 7)
+    y = x.clone()
+    y[:, conv2.in_channels // 2 :] += 1.0
+    with torch.no_grad():
+        return not torch.equal(conv2(x)[:, : conv2.out_channels // 2], conv2(y)[:, : conv2.out_channels // 2])
+
+
+# what each arm builds, probed on the built module and data module: the ablated component differs, as it should
+PROBES = {
+    "ablate_lrn": (_lrn_acts, {"lrn": True, "no_lrn": False}),
+    "ablate_pooling": (_pools, {"overlapping": [12.0, 14.0, 22.0, 24.0], "non_overlapping": [6.0, 8.0, 16.0, 18.0]}),
+    "ablate_activation": (_activation_at_minus_one, {"relu": 0.0, "tanh": round(math.tanh(-1.0), 4)}),
+    "ablate_dropout": (_train_mode_is_random, {"dropout": True, "no_dropout": False}),
+    "ablate_augmentation": (_augments, {"augmentation": True, "no_augmentation": False}),
+    "ablate_towers": (_tower_b_reaches_tower_a_in_conv2, {"two": False, "one": True}),
+}
+
+
 @pytest.mark.parametrize("name", sorted(set(ABLATIONS) - NEEDS_ILSVRC))
 def test_embedded_experiments_build_on_the_embedded_data(name: str, tmp_path: Path, fmnist_dir: Path) -> None:
     from alexnet.pipeline import build
 
     cfg = compose_train([*data_overrides(fmnist_dir), f"experiment={name}"], tmp_path)
-    module, datamodule, callbacks, _ = build(cfg)
-    assert datamodule.channels == 1 and module.net is not None
+    if name == "ablate_test_crops":  # one run, tested both ways (test_test_crops_experiment_...)
+        module, datamodule, _, _ = build(cfg)
+        assert datamodule.channels == 1 and datamodule.test_crops == 10 and list(cfg.also_test_crops) == [1]
+        return
+    probe, expected = PROBES[name]
+    assert set(expected) == set(cfg.arms)
+    for arm, value in expected.items():
+        torch.manual_seed(0)
+        arm_cfg = compose_train([*data_overrides(fmnist_dir), f"experiment={name}", f"arm={arm}"], tmp_path / arm)
+        module, datamodule, _, _ = build(arm_cfg)
+        assert datamodule.channels == 1
+        assert probe(module, datamodule) == value, arm
 
 
 def test_the_activation_experiment_follows_figure_1(tmp_path: Path) -> None:
@@ -219,6 +274,7 @@ def test_a_multirun_gives_each_job_its_own_offline_wandb_run(two_job_sweep: Path
         assert (run.run_group, run.job_type, run.display_name) == ("ablate_lrn", arm, f"{arm}-seed7")
         assert arm in run.tags and "ablate_lrn" in run.tags
         ids.add(run.run_id)
+        assert run.run_id == (two_job_sweep / job / "wandb_run_id").read_text().strip()  # kept for a resume
         assert json.loads((two_job_sweep / job / "summary.json").read_text())["arm"] == arm
     assert len(ids) == 2
 
@@ -324,7 +380,9 @@ def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_run)
     assert reached is not None and summary["steps"] == reached < 60  # stopped there
     curve = _curve(run_dir, "train/top1_err_running")
     assert curve[-1][1] <= 0.5 and all(v > 0.5 for _, v in curve[2:-1])  # the first full window at the target
-    assert summary["images_to_target"] == reached * 32
+    per_epoch = summary["train_images"]  # batches of 32, the last one of each epoch partial
+    steps_per_epoch = -(-per_epoch // 32)
+    assert summary["images_to_target"] == reached // steps_per_epoch * per_epoch + reached % steps_per_epoch * 32
 
 
 def test_fig1_callback_reports_a_target_never_reached(train_run) -> None:

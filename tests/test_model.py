@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alexnet import AlexNet, LocalResponseNorm
@@ -38,6 +39,19 @@ def test_paper_net_parameter_count_and_layer_sizes(paper_net: AlexNet) -> None:
     sizes = {name: int(torch.tensor(s).prod()) for name, s in shapes.items()}
     assert sizes["conv1"] == 290_400
     assert [sizes[n] for n in LAYERS[1:]] == [186_624, 64_896, 64_896, 43_264, 4096, 4096, 1000]
+
+
+def test_conv1_pads_the_224_input_on_the_right_and_bottom_by_3(paper_net: AlexNet) -> None:
+    # stem_padding [0, 3, 0, 3] = [left, right, top, bottom]: cuda-convnet2's geometry, 224 + 3 -> 55x55
+    seen = {}
+    hook = paper_net.conv1.register_forward_hook(lambda m, i, o: seen.__setitem__("conv1", o))
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        paper_net(x)
+        hook.remove()
+        expected = F.conv2d(F.pad(x, (0, 3, 0, 3)), paper_net.conv1.weight, paper_net.conv1.bias, stride=4)
+    assert expected.shape[-2:] == seen["conv1"].shape[-2:] == (55, 55)
+    torch.testing.assert_close(seen["conv1"], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_two_towers_are_grouped_where_the_paper_says(paper_net: AlexNet) -> None:
@@ -79,6 +93,29 @@ def test_lrn_with_two_towers_is_the_formula_within_each_tower() -> None:
     torch.testing.assert_close(lrn(a), expected.float(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("convention", ["paper", "cuda_convnet"])
+def test_lrn_kernel_path_keeps_two_towers_apart_too(convention: str) -> None:
+    # torch's kernel (what a GPU runs; cpu_kernel=False forces it here) with groups=2: the same function
+    # as the shifted sums, and as one LRN per tower. Activations large enough that the denominator varies.
+    torch.manual_seed(0)
+    a = torch.relu(torch.randn(2, 12, 4, 4) * 100)
+    kw = {"n": 5, "alpha": 1e-3, "beta": 0.75, "k": 2.0, "alpha_convention": convention}
+    kernel, shifted = LocalResponseNorm(**kw, groups=2), LocalResponseNorm(**kw, groups=2)
+    kernel.cpu_kernel, shifted.cpu_kernel = False, True
+    per_tower = LocalResponseNorm(**kw, groups=1)
+    per_tower.cpu_kernel = False
+    y = kernel(a)
+    torch.testing.assert_close(y, shifted(a), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y, torch.cat([per_tower(half) for half in a.chunk(2, dim=1)], 1), rtol=1e-5, atol=1e-6)
+    denominator = (a / y)[a > 0]
+    assert denominator.max() > 1.5 * denominator.min()  # the sum of squares matters, not just k
+    # the last map of tower A and the first of tower B are not neighbours: groups=1 mixes them and differs
+    assert not torch.allclose(per_tower(a)[:, 4:8], y[:, 4:8], rtol=1e-3)
+    x2 = a.clone()
+    x2[:, 6] += 50.0  # tower B's first map
+    assert torch.equal(kernel(x2)[:, :6], y[:, :6])
+
+
 def lrn_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
     """§3.3 literally: b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2)^beta."""
     channels = a.shape[1]
@@ -89,13 +126,13 @@ def lrn_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> to
     return out
 
 
-@pytest.mark.parametrize("shifted_sums", [True, False])  # our CPU path, and torch's kernel (used on GPUs)
+@pytest.mark.parametrize("cpu_kernel", [True, False])  # our CPU kernel (alexnet.lrn), and torch's (used on GPUs)
 @pytest.mark.parametrize("convention", ["paper", "cuda_convnet"])
-def test_lrn_matches_the_formula_per_channel_edges_included(convention: str, shifted_sums: bool) -> None:
+def test_lrn_matches_the_formula_per_channel_edges_included(convention: str, cpu_kernel: bool) -> None:
     torch.manual_seed(0)
     a = torch.rand(2, 12, 3, 3) * 30  # large activations, so alpha matters
     lrn = LocalResponseNorm(n=5, alpha=1e-3, beta=0.75, k=2.0, alpha_convention=convention)
-    lrn.shifted_sums_on_cpu = shifted_sums
+    lrn.cpu_kernel = cpu_kernel
     alpha = 1e-3 if convention == "paper" else 1e-3 / 5  # the author's code divides alpha by n
     expected = lrn_loop(a.double(), 5, alpha, 0.75, 2.0).float()
     torch.testing.assert_close(lrn(a), expected, rtol=1e-5, atol=1e-6)
@@ -141,6 +178,44 @@ def test_switches_change_the_network() -> None:
     with_dropout = AlexNet(dropout=0.5).train()
     with torch.no_grad():
         assert not torch.equal(with_dropout(x), with_dropout(x))
+
+
+def test_dropout_drops_the_outputs_of_fc6_and_fc7_only() -> None:
+    """§4.2: dropout on the outputs of fc6 and fc7 (after their ReLU): about half of their positive units zeroed
+    in training, none at test time; pool5 (fc6's input) and the logits are never dropped. Compares which units are
+    zero, so it holds for any dropout implementation and either scaling convention."""
+    torch.manual_seed(0)
+    net = AlexNet(**mini_kwargs(dropout=0.5))
+    inputs, logits = {}, {}
+    hooks = [
+        getattr(net, name).register_forward_pre_hook(lambda m, i, name=name: inputs.__setitem__(name, i[0].detach()))
+        for name in ("fc6", "fc7", "fc8")
+    ]
+    hooks.append(net.fc8.register_forward_hook(lambda m, i, o: logits.__setitem__("fc8", o.detach())))
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        out_eval = net.eval()(x)
+        evaluated = dict(inputs)
+        out_train = net.train()(x)
+        trained = dict(inputs)
+        # what fc8 would have seen without dropout, from the train-mode input of fc7
+        fc8_undropped = torch.relu(net.fc7(trained["fc7"]))
+    for h in hooks:
+        h.remove()
+    assert torch.equal(out_train, logits["fc8"])  # the net returns fc8's output as it is: the logits not dropped
+    assert torch.equal(trained["fc6"], evaluated["fc6"])  # flattened pool5: not dropped
+    for name, before, after in (
+        ("fc7", evaluated["fc7"], trained["fc7"]),
+        ("fc8", fc8_undropped, trained["fc8"]),
+    ):
+        positive = before > 0
+        assert positive.sum() > 1000, name
+        assert torch.equal(after[~positive], torch.zeros_like(after[~positive])), name  # zeros stay zeros
+        dropped = (after[positive] == 0).float().mean().item()
+        assert 0.4 < dropped < 0.6, (name, dropped)  # about half of the active units
+        assert (after[positive] != 0).sum() > 0.4 * positive.sum(), name
+    assert torch.equal(evaluated["fc7"] > 0, torch.relu(net.fc6(evaluated["fc6"])) > 0)  # eval mode: none dropped
+    assert (out_train != 0).all() and (out_eval != 0).all()
 
 
 def test_paper_initialisation(paper_net: AlexNet) -> None:

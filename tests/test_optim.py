@@ -124,3 +124,29 @@ def test_schedule_state_survives_a_checkpoint_and_resume(tmp_path: Path) -> None
     trainer, model, schedule = fit(tmp_path, max_epochs=50, ckpt_path=str(tmp_path / "last.ckpt"))
     assert model.lrs == pytest.approx([1e-3, 1e-4, 1e-5])  # epochs 2, 3, 4, as in one long run
     assert schedule.reductions == 3 and trainer.current_epoch == 5
+
+
+def test_the_multi_tensor_update_gives_the_same_numbers_as_the_per_tensor_one() -> None:
+    from alexnet import AlexNet
+    from alexnet.optim import parameter_groups
+
+    nets, optimizers = [], []
+    for foreach in (True, False):
+        torch.manual_seed(0)
+        net = AlexNet(num_classes=10, in_channels=1, input_size=28, width=0.125, fc_width=64, stem_kernel=6,
+                      stem_stride=1, stem_padding=(0, 0, 0, 0), init="gain_matched", dropout=0)  # fmt: skip
+        nets.append(net)
+        start = net.conv1.weight.detach().clone()
+        optimizers.append(PaperSGD(parameter_groups(net.named_parameters(), False), lr=0.01, foreach=foreach))
+    x = torch.randint(0, 256, (16, 1, 28, 28), generator=torch.Generator().manual_seed(1)).float() - 70
+    y = torch.arange(16) % 10
+    for step in range(4):
+        for net, opt in zip(nets, optimizers, strict=True):
+            for group in opt.param_groups:
+                group["lr"] = 0.01 if step < 2 else 0.001  # across a drop, where the velocity matters
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # bit for bit
+    assert not torch.equal(nets[0].conv1.weight, start)  # and they did move

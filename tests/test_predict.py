@@ -53,3 +53,10 @@ def test_predict_on_a_fashion_mnist_run_prints_named_classes_and_survives_a_bad_
         assert [r["probability"] for r in rows] == sorted((r["probability"] for r in rows), reverse=True)
     top = report["predictions"][str(tmp_path / "trouser.png")][0]["name"]
     assert top in proc.stdout and "probability" in proc.stdout
+
+
+def test_a_hydra_flag_value_is_not_taken_for_an_image(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "a.png")
+    proc = run_script("predict.py", str(tmp_path / "a.png"), "--cfg", "job", "run_dir=somewhere", "top=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]  # Hydra prints the job config and exits
+    assert "top: 3" in proc.stdout and "run_dir: somewhere" in proc.stdout and "cannot be decoded" not in proc.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import ROOT, data_overrides, run_script
 
@@ -24,6 +25,39 @@ def read_summary(run_dir: Path) -> dict:
 def read_metrics(run_dir: Path) -> list[dict]:
     with open(run_dir / "metrics.csv") as f:
         return list(csv.DictReader(f))
+
+
+def metrics_by_hand(ckpt_path: Path, crops: int, images: int | None = None) -> dict[str, float]:
+    """The test loss and errors of a checkpoint computed here, not by the pipeline: a net built from the run's
+    model config with the weights loaded by hand, the first `images` test images (all: None) through the data
+    module's evaluation transform, softmax averaged over the crops."""
+    from hydra.utils import instantiate
+
+    from alexnet import AlexNet
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    run_cfg = ckpt["alexnet_config"]
+    net = AlexNet(**{k: v for k, v in run_cfg["model"].items() if k not in ("_target_", "devices")}).eval()
+    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    datamodule = instantiate(run_cfg["data"])
+    datamodule.setup()
+    test, transform = datamodule.sources["test"], datamodule.eval_transform(crops=crops)
+    n = len(test) if images is None else images
+    probs, labels = [], []
+    with torch.no_grad():
+        for start in range(0, n, 50):
+            x, y = zip(*(test[i] for i in range(start, min(start + 50, n))), strict=True)
+            x = torch.stack([transform(img) for img in x])
+            logits = net(x.flatten(0, 1) if crops > 1 else x)
+            probs.append(logits.view(len(y), crops, -1).softmax(-1).mean(1))
+            labels.append(torch.as_tensor(y))
+    probs, labels = torch.cat(probs), torch.cat(labels)
+    top5 = probs.topk(5, dim=-1).indices
+    return {
+        "test/loss": F.nll_loss(probs.clamp_min(1e-12).log(), labels).item(),
+        "test/top1_err": (top5[:, 0] != labels).float().mean().item(),
+        "test/top5_err": 1 - (top5 == labels[:, None]).any(1).float().mean().item(),
+    }
 
 
 @pytest.fixture
@@ -51,9 +85,12 @@ def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) 
     summary = read_summary(run_dir)
     assert summary["steps"] == 3 and summary["epochs"] == 1 and summary["best_epoch"] == 0
     assert set(summary["test"]) == {"test/loss", "test/top1_err", "test/top5_err"}
-    assert 0.0 <= summary["test"]["test/top1_err"] <= 1.0
+    # the best checkpoint on the first 2 test batches of 32 (debug=fast), centre crop: the same numbers by hand
+    by_hand = metrics_by_hand(run_dir / "checkpoints/best.ckpt", crops=1, images=64)
+    assert summary["test"] == pytest.approx(by_hand, rel=1e-5, abs=1e-6)
     assert summary["seed"] == 12345 and summary["lrn_alpha_convention"] == "cuda_convnet"
-    assert len(summary["git"]["commit"]) in (40, len("unknown"))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert summary["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else "unknown")
     ckpt = torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)
     assert summary["parameters"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("net."))
     columns = read_metrics(run_dir)[0].keys()
@@ -67,15 +104,17 @@ def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval/eval.json").read_text())
     assert report["test_crops"] == 1
-    expected = read_summary(run_dir)["test"]
-    # debug=fast tested 2 batches; eval tests the whole (small) test set, so compare with a full test
-    assert set(report["test"]) == set(expected)
-    proc = run_script(
-        "eval.py", f"ckpt_path={run_dir}/checkpoints/best.ckpt", "test_crops=10", f"hydra.run.dir={tmp_path}/eval10"
-    )
+    # debug=fast tested 2 batches; eval tests the whole (small) test set: compare with a full test by hand
+    best = run_dir / "checkpoints/best.ckpt"
+    centre = metrics_by_hand(best, crops=1)
+    assert report["test"] == pytest.approx(centre, rel=1e-5, abs=1e-6)
+    proc = run_script("eval.py", f"ckpt_path={best}", "test_crops=10", f"hydra.run.dir={tmp_path}/eval10")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report10 = json.loads((tmp_path / "eval10/eval.json").read_text())
-    assert report10["test_crops"] == 10 and report10["test"] != report["test"]
+    ten = metrics_by_hand(best, crops=10)
+    assert report10["test_crops"] == 10 and report10["test"] == pytest.approx(ten, rel=1e-5, abs=1e-6)
+    # the same weights on other inputs: not the centre crop's numbers (at the tolerance that matched them above)
+    assert report10["test"]["test/loss"] != pytest.approx(centre["test/loss"], rel=1e-5, abs=1e-6)
 
 
 def test_eval_matches_the_test_of_the_training_run(train_run, tmp_path: Path) -> None:
@@ -110,7 +149,7 @@ def test_paper_net_runs_end_to_end_on_synthetic_data(train_run) -> None:
 
 def test_debug_overfit_memorises_two_batches(train_run) -> None:
     proc, run_dir = train_run(
-        "debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false", "optimizer.lr=0.02"
+        "debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     train_err = [float(r["train/top1_err"]) for r in read_metrics(run_dir) if r["train/top1_err"]]
@@ -120,8 +159,8 @@ def test_debug_overfit_memorises_two_batches(train_run) -> None:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.dropout=1.5", "model: dropout=1.5: must be in [0, 1)"),
-        ("model.activation=foo", "model: activation='foo': allowed ('relu', 'tanh')"),
+        ("model.dropout=1.5", "model.dropout=1.5: allowed a probability in [0, 1)"),
+        ("model.activation=foo", "model.activation='foo': allowed relu or tanh"),
         ("model.dropuot=0.1", "Could not override 'model.dropuot'"),
     ],
 )
@@ -149,8 +188,10 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_weights(train_run) -
     proc, run_dir = train_run("optimizer.lr=1e6", "trainer.max_epochs=1", "test=false", "model.dropout=0")
     assert proc.returncode != 0
     assert "non-finite training loss" in proc.stderr and "Lower optimizer.lr" in proc.stderr
-    saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
-    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+    saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=True)
+    # the state before the step whose loss was not finite (a finite step at this rate may already have made the
+    # weights huge: what is kept is the last state the run reached, to inspect, not a promise of finite weights)
+    assert f"step {saved['global_step']}." in proc.stderr
 
 
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs the real files: apt-get install dataset-fashion-mnist")
@@ -196,7 +237,7 @@ def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
     time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "resume with ckpt_path=" in stderr, stderr[-3000:]
+    assert proc.returncode != 0 and f"python src/train.py resume={run_dir}" in stderr, stderr[-3000:]
     saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
     assert saved["global_step"] > 0
     proc = run_script(

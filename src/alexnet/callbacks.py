@@ -1,11 +1,18 @@
-"""Fig. 1's figure of merit: the number of steps a net takes to reach a training error (§3.1)."""
+"""Callbacks: the run's random streams (exact resume, paired arms) and Fig. 1's steps to a training error (§3.1)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections import deque
 from typing import Any
 
 import lightning as L
+import torch
+
+from alexnet.model import Dropout
+from alexnet.streams import generator
 
 
 class TrainErrorTarget(L.Callback):
@@ -57,3 +64,86 @@ class TrainErrorTarget(L.Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps_to_target, self.images_to_target = state["steps_to_target"], state["images_to_target"]
         self._images = state["images"]
+
+
+class RandomStreams(L.Callback):
+    """The dropout stream (streams.py), seeded from `seed` (and the process rank under data parallelism), and
+    saved with every checkpoint together with torch's global generators, so that a resumed run draws the masks
+    the interrupted one would have drawn. The data order and augmentation streams need no state: they are
+    functions of (seed, epoch, index), and the data module skips what a mid-epoch checkpoint already trained on.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.dropout: torch.Generator | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.dropout = generator(self.seed, "dropout", trainer.global_rank, device=pl_module.device)
+        for layer in pl_module.modules():
+            if isinstance(layer, Dropout):
+                layer.generator = self.dropout
+        self._restore()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.dropout is None:
+            return self._pending or {}
+        state = {"dropout": self.dropout.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict) or None
+        self._restore()
+
+    def _restore(self) -> None:
+        if self.dropout is None or self._pending is None:
+            return  # restored when both the generator and the saved state are there
+        self.dropout.set_state(self._pending["dropout"])
+        torch.set_rng_state(self._pending["torch"])
+        if "cuda" in self._pending and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self._pending["cuda"])
+        self._pending = None
+
+
+class Requeued(RuntimeError):
+    """The job saved its state and asked SLURM to requeue it; the requeued job resumes from that checkpoint."""
+
+
+class SlurmRequeue(L.Callback):
+    """Preemption on SLURM: SIGUSR1 (`#SBATCH --signal=USR1@120`) asks for a checkpoint, written at the next batch
+    boundary as Lightning's `hpc_ckpt_N.ckpt` in the run directory, then `scontrol requeue` as Lightning's SLURM
+    support does, then the process stops. Lightning's own handler saves inside the signal handler, which can fall
+    between a backward pass and its update; at a batch boundary the checkpoint resumes exactly. The requeued
+    job finds its directory by the job id (resume.run_id) and continues from the newest checkpoint.
+    SIGTERM (a preemption, or a time limit without --signal) writes checkpoints/on_exception.ckpt through
+    Lightning's OnExceptionCheckpoint and does not requeue: SLURM requeues preempted jobs itself if configured
+    to, and a job cancelled with scancel must stay cancelled."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._previous = signal.signal(signal.SIGUSR1, self._request)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR1, self._previous)
+
+    def _request(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if not self.requested:
+            return
+        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        trainer.save_checkpoint(path)
+        job = (
+            os.environ.get("SLURM_ARRAY_JOB_ID")
+            and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        )
+        job = job or os.environ.get("SLURM_JOB_ID", "")
+        code = subprocess.call(["scontrol", "requeue", job]) if trainer.is_global_zero else 0
+        raise Requeued(f"SIGUSR1: saved {path} at step {trainer.global_step}; scontrol requeue {job} exit {code}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -65,6 +66,11 @@ def wandb_logger(
     also sweeps a setting, e.g. the learning rate of Fig. 1). Lightning creates the run on rank zero only."""
     mode = resolve_mode(mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    # the run's W&B id, kept in its directory: a resumed run (resume=RUN_DIR, a rerun sweep) continues the same
+    # W&B run and its curves instead of starting another
+    id_file = Path(save_dir) / "wandb_run_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+    id_file.write_text(run_id + "\n")
     job_type = "-".join(str(p) for p in (arm, variant) if p) or None
     name = f"{job_type}-seed{seed}" if job_type else None
     return WandbLogger(
@@ -75,6 +81,8 @@ def wandb_logger(
         job_type=job_type,
         tags=[*(tags or []), *([arm] if arm else [])],
         mode=mode,
+        id=run_id,
+        resume="allow",
         settings={"silent": True, "disable_git": True},  # our summary.json records the commit
         **kwargs,
     )

@@ -16,13 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.lrn import local_response_norm
+
 # Kernels per conv layer in the paper's net (both towers together), Figure 2.
 PAPER_CONV_CHANNELS = (96, 256, 384, 384, 256)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}  # (z, s) of §3.4
 LRN_CONVENTIONS = ("paper", "cuda_convnet")
 TOWERS = ("two", "one")
-INITS = ("paper", "kaiming")
+INITS = ("paper", "gain_matched", "kaiming")
+DROPOUT_STYLES = ("paper", "inverted")
+# Fan-in of every layer of the paper's net (kernel area x input maps per tower, Figure 2): the gain_matched
+# init scales N(0, 0.01) by sqrt(paper fan-in / this net's fan-in), so that a smaller net's signal keeps the
+# size it has in the paper's net; on the paper's net itself it is the paper's init exactly.
+PAPER_FAN_IN = {
+    "conv1": 11 * 11 * 3, "conv2": 5 * 5 * 48, "conv3": 3 * 3 * 256, "conv4": 3 * 3 * 192, "conv5": 3 * 3 * 192,
+    "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096,
+}  # fmt: skip
 
 
 class LocalResponseNorm(nn.Module):
@@ -45,39 +55,84 @@ class LocalResponseNorm(nn.Module):
     ) -> None:
         super().__init__()
         if alpha_convention not in LRN_CONVENTIONS:
-            raise ValueError(f"alpha_convention={alpha_convention!r}: allowed {LRN_CONVENTIONS}")
+            raise ValueError(f"lrn.alpha_convention={alpha_convention!r}: allowed {LRN_CONVENTIONS}")
+        for key, value, ok, allowed in (
+            ("n", n, isinstance(n, int) and not isinstance(n, bool) and n >= 1, "an integer >= 1 (the paper: 5)"),
+            ("k", k, isinstance(k, int | float) and k > 0, "a number > 0 (the paper: 2)"),
+            ("alpha", alpha, isinstance(alpha, int | float) and alpha >= 0, "a number >= 0 (the paper: 1e-4)"),
+            ("beta", beta, isinstance(beta, int | float) and beta > 0, "a number > 0 (the paper: 0.75)"),
+        ):
+            if not ok:
+                raise ValueError(f"lrn.{key}={value!r}: must be {allowed}")
         self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
         self.alpha_convention, self.groups = alpha_convention, groups
         # the coefficient of the sum of squares in the denominator
         self.scale = alpha if alpha_convention == "paper" else alpha / n
-        self.shifted_sums_on_cpu = True  # both paths compute the same function; see _shifted_sums
+        self.cpu_kernel = True  # alexnet.lrn on CPU (False: torch's kernel there too); the same function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        per_tower = x.reshape(b * self.groups, c // self.groups, h, w)
-        if x.is_cuda or not self.shifted_sums_on_cpu:  # torch's kernel is the faster one on GPUs
+        if x.is_cuda or not self.cpu_kernel:  # torch's kernel on GPUs (benchmarks/lrn.py)
+            b, c, h, w = x.shape
+            per_tower = x.reshape(b * self.groups, c // self.groups, h, w)
             y = F.local_response_norm(per_tower, self.n, self.scale * self.n, self.beta, self.k)
-        else:
-            y = self._shifted_sums(per_tower)
-        return y.reshape(b, c, h, w)
+            return y.reshape(b, c, h, w)
+        # on CPU our analytic-backward kernel: LRN was 30-40% of the embedded net's step with torch's or with
+        # shifted sums under autograd, about 12% with it (benchmarks/lrn.py)
+        return local_response_norm(x, self.n, self.scale, self.beta, self.k, self.groups)
 
-    def _shifted_sums(self, x: torch.Tensor) -> torch.Tensor:
-        # The sum over n adjacent maps as n shifted slices of the squares. torch's local_response_norm
-        # gets it from avg_pool3d, which is slower on CPU for the small maps of the embedded net, where
-        # LRN was half the step time (benchmarks/lrn.py); on a GPU torch's own is faster.
-        c = x.shape[1]
-        front = self.n // 2  # maps i - n/2 ... i + n/2, cut at the tower's edges (zero padding)
-        padded = F.pad(x.square(), (0, 0, 0, 0, front, self.n - 1 - front))
-        window = padded[:, :c]
-        for i in range(1, self.n):
-            window = window + padded[:, i : i + c]
-        return x / (window * self.scale + self.k).pow(self.beta)
+    @torch.no_grad()
+    def denominator(self, x: torch.Tensor) -> torch.Tensor:
+        """(k + alpha' * sum of a^2 over the window)^beta at every unit of `x` (this layer's input): 1 x k^beta
+        everywhere means the layer only rescales (benchmarks/lrn_quantiles.py). Written plainly, as shifted sums
+        of the squares within each tower, cut at its edges."""
+        b, c, h, w = x.shape
+        squares = x.reshape(b * self.groups, c // self.groups, h, w).square()
+        front = self.n // 2  # maps i - n/2 ... i + n - 1 - n/2
+        padded = F.pad(squares, (0, 0, 0, 0, front, self.n - 1 - front))
+        window = sum(padded[:, i : i + c // self.groups] for i in range(self.n))
+        return (window * self.scale + self.k).pow(self.beta).reshape(b, c, h, w)
 
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, alpha={self.alpha} ({self.alpha_convention}), beta={self.beta}, "
             f"k={self.k}, groups={self.groups}"
         )
+
+
+class Dropout(nn.Module):
+    """§4.2: each hidden unit's output is zeroed with probability p during training.
+
+    `style="paper"`: the kept outputs are left as they are, and at test time every output is multiplied by
+    1 - p ("we use all the neurons but multiply their outputs by 0.5"). `"inverted"`: PyTorch's nn.Dropout,
+    which scales the kept outputs by 1 / (1 - p) in training and does nothing at test. Both compute the same
+    function at test; in training the layers after an inverted dropout see twice the paper's signal at p=0.5.
+    The mask is drawn with `draw_mask`, so the two-device net can draw one mask for both towers (towers.py)
+    and match the grouped net draw for draw.
+    """
+
+    def __init__(self, p: float = 0.5, style: str = "paper") -> None:
+        super().__init__()
+        if style not in DROPOUT_STYLES:
+            raise ValueError(f"dropout_style={style!r}: allowed {DROPOUT_STYLES}")
+        self.p, self.style = p, style
+        self.generator: torch.Generator | None = None  # the run's dropout stream (callbacks.RandomStreams)
+
+    def draw_mask(self, shape: Sequence[int], device: torch.device) -> torch.Tensor:
+        """True where a unit is kept; one uniform draw per unit, from the dropout stream if one is attached."""
+        g = self.generator if self.generator is not None and self.generator.device == torch.device(device) else None
+        return torch.rand(tuple(shape), device=device, generator=g) >= self.p
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        if self.p == 0.0:
+            return x
+        if not self.training:
+            return x * (1.0 - self.p) if self.style == "paper" else x
+        keep = self.draw_mask(x.shape, x.device) if keep is None else keep
+        gain = 1.0 if self.style == "paper" else 1.0 / (1.0 - self.p)
+        return x * (keep.to(x.dtype) * gain)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, style={self.style}"
 
 
 def conv_channels(width: float, towers: str) -> list[int]:
@@ -107,6 +162,7 @@ class AlexNet(nn.Module):
         lrn: dict | None = None,
         pooling: str = "overlapping",
         dropout: float = 0.5,
+        dropout_style: str = "paper",
         towers: str = "two",
         init: str = "paper",
     ) -> None:
@@ -116,6 +172,7 @@ class AlexNet(nn.Module):
             ("pooling", pooling, tuple(POOLINGS)),
             ("towers", towers, TOWERS),
             ("init", init, INITS),
+            ("dropout_style", dropout_style, DROPOUT_STYLES),
         ):
             if value not in allowed:
                 raise ValueError(f"{key}={value!r}: allowed {allowed}")
@@ -128,7 +185,7 @@ class AlexNet(nn.Module):
         z, s = POOLINGS[pooling]
         act = ACTIVATIONS[activation]
 
-        # 224 vs 227 (PAPER.md): we keep the paper's 224 input and pad conv1's right and bottom edges
+        # 224 vs 227 (docs/fidelity.md): we keep the paper's 224 input and pad conv1's right and bottom edges
         # by 3 zeros, which is what the author's cuda-convnet2 does by rounding output sizes up:
         # (224 + 3 - 11) / 4 + 1 = 55 exactly, and no kernel position is wasted on padding alone.
         self.pad = nn.ZeroPad2d(tuple(stem_padding))
@@ -155,7 +212,7 @@ class AlexNet(nn.Module):
         self.fc6 = nn.Linear(c5 * h5 * w5, fc_width)  # 256 * 6 * 6 = 9216 in the paper's net
         self.fc7 = nn.Linear(fc_width, fc_width)
         self.fc8 = nn.Linear(fc_width, num_classes)
-        self.dropout = nn.Dropout(dropout)  # §4.2: on the outputs of fc6 and fc7
+        self.dropout = Dropout(dropout, dropout_style)  # §4.2: on the outputs of fc6 and fc7
         self.reset_parameters(init)
 
     @staticmethod
@@ -166,17 +223,19 @@ class AlexNet(nn.Module):
         return LocalResponseNorm(**{k: cfg[k] for k in keys if k in cfg}, groups=groups)
 
     def reset_parameters(self, init: str = "paper") -> None:
-        layers = [m for m in self.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-        for m in layers:
-            if init == "paper":  # §5: N(0, 0.01) weights ...
-                nn.init.normal_(m.weight, 0.0, 0.01)
-            else:  # He et al. 2015; a departure, for small nets that do not train from N(0, 0.01)
+        for name in PAPER_FAN_IN:
+            m = getattr(self, name)
+            if init == "kaiming":  # He et al. 2015; a departure from the paper, kept as a switch
                 nonlinearity = "tanh" if isinstance(self.act, nn.Tanh) else "relu"
                 nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
-            nn.init.zeros_(m.bias)
-        if init == "paper":  # ... and biases 1 in conv2, conv4, conv5 and the hidden FC layers.
-            for m in (self.conv2, self.conv4, self.conv5, self.fc6, self.fc7):
-                nn.init.ones_(m.bias)
+                nn.init.zeros_(m.bias)
+                continue
+            # §5: N(0, 0.01) weights; gain_matched scales them to keep the paper's net's signal in a smaller net
+            fan_in = m.weight[0].numel()
+            std = 0.01 * (PAPER_FAN_IN[name] / fan_in) ** 0.5 if init == "gain_matched" else 0.01
+            nn.init.normal_(m.weight, 0.0, std)
+            # ... and biases 1 in conv2, conv4, conv5 and the hidden FC layers, 0 elsewhere
+            nn.init.constant_(m.bias, 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         if f"{prefix}towers.0.conv1.weight" in state_dict:  # a two-device net's weights: join them

@@ -13,6 +13,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet.optim import parameter_groups
+
 
 class TopKError(MulticlassAccuracy):
     """1 - top-k accuracy: the error rates the paper reports."""
@@ -38,9 +40,11 @@ class AlexNetModule(L.LightningModule):
         optimizer: Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer],
         num_classes: int,
         run_config: dict[str, Any] | None = None,
+        bias_decay: bool = False,
     ) -> None:
         super().__init__()
         self.net, self.optimizer_factory, self.num_classes = net, optimizer, num_classes
+        self.bias_decay = bias_decay
         self.run_config = run_config  # saved into every checkpoint, so eval rebuilds this exact run
         for stage in ("train", "val", "test"):  # train_metrics, val_metrics, test_metrics
             errors = {"top1_err": TopKError(num_classes, 1), "top5_err": TopKError(num_classes, 5)}
@@ -90,10 +94,13 @@ class AlexNetModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
+        # On a CPU the check is free; on a GPU it waits for the step to finish, so it runs every 50 steps there
+        # (a non-finite loss makes every later one non-finite, so none goes unnoticed).
+        if (loss.device.type == "cpu" or self.global_step % 50 == 0) and not torch.isfinite(loss):
+            when = "" if loss.device.type == "cpu" else " (checked every 50 steps: it may have begun earlier)"
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step "
-                f"{self.global_step}. The weights before this step are saved in "
+                f"{self.global_step}{when}. The weights before this step are saved in "
                 "checkpoints/on_exception.ckpt. Lower optimizer.lr, or check the input data."
             )
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
@@ -134,7 +141,7 @@ class AlexNetModule(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+        return self.optimizer_factory(parameter_groups(self.net.named_parameters(), self.bias_decay))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["alexnet_config"] = self.run_config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -12,14 +14,23 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from alexnet.callbacks import RandomStreams, Requeued, SlurmRequeue
+from alexnet.checks import check_config
 from alexnet.data import ImageDataModule
 from alexnet.loggers import finish_wandb
 from alexnet.module import AlexNetModule, error_rates
+from alexnet.resume import checkpoint_step, existing_run, prune_metrics
 from alexnet.strategies import PairedDDPStrategy, TwoDeviceStrategy
+from alexnet.streams import stream_seed
 from alexnet.utils import git_commit, print_config_tree, print_metrics_table, to_float_dict, write_json
+
+# torch 2.13 deprecates LeafSpec, which Lightning 2.6 still builds on every step: a warning no user can act on.
+warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
 
 
 class ConfigError(ValueError):
@@ -45,32 +56,60 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     """The module, data, callbacks and tower placement (extra Trainer arguments) of a run. Every
     constructor validates its own arguments, so a bad value stops here, before any training, with
     the config group in the message."""
-    datamodule = _build("data", cfg.data)  # first: its own checks (e.g. PCA noise needs RGB) say most
+    check_values(cfg)
+    datamodule = build_data(cfg)  # first: its own checks (e.g. PCA noise needs RGB) say most
     check_budget(cfg)
-    net = _build("model", cfg.model)
-    optimizer = _build("optimizer", cfg.optimizer)
+    with torch.random.fork_rng(devices=[]):  # the init stream (streams.py): the same weights for every arm of a seed
+        torch.manual_seed(stream_seed(cfg.seed, "init"))
+        net = _build("model", cfg.model)
+    optimizer_cfg = cfg.optimizer.copy()
+    with open_dict(optimizer_cfg):
+        bias_decay = optimizer_cfg.pop("bias_decay", False)  # ours, not the optimizer class's (optim.parameter_groups)
+    if not isinstance(bias_decay, bool):
+        raise ConfigError(f"optimizer.bias_decay={bias_decay!r}: allowed true or false")
+    optimizer = _build("optimizer", optimizer_cfg)
     _build("optimizer", optimizer, [torch.zeros(1, requires_grad=True)])  # check its values now
     callbacks = [_build(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items() if v]
+    callbacks.insert(0, RandomStreams(cfg.seed))  # not optional: resuming and paired arms depend on it
+    if SLURMEnvironment.detect():  # checkpoint and requeue on SIGUSR1 at a batch boundary (callbacks.SlurmRequeue)
+        callbacks.append(SlurmRequeue())
     if cfg.get("scheduler"):
         callbacks.append(_build("scheduler", cfg.scheduler))
         if cfg.scheduler.monitor not in AlexNetModule.VAL_METRICS:
             raise ConfigError(f"scheduler: monitor={cfg.scheduler.monitor!r}: allowed {AlexNetModule.VAL_METRICS}")
     placement = _build("trainer", tower_placement, cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
     run_config = OmegaConf.to_container(cfg, resolve=True)
-    module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config)
+    module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config, bias_decay=bias_decay)
+    # one image's shape: the model summary shows each layer's output size and the FLOPs (else "Total FLOPs: 0")
+    module.example_input_array = torch.zeros(1, datamodule.channels, datamodule.crop_size, datamodule.crop_size)
     return module, datamodule, callbacks, placement
 
 
+def build_data(cfg: DictConfig) -> ImageDataModule:
+    """The data module of a config (prepare, predict): its own checks name the group."""
+    return _build("data", cfg.data)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Every value of every group (checks.py), before anything is built, read or written."""
+    problems = check_config(cfg)
+    if problems:
+        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+
+
 def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
-    """Trainer arguments that keep the two towers on their devices (§3.2); none for the grouped net."""
+    """Trainer arguments that keep the two towers on their devices (§3.2); none for the grouped net. Under
+    SLURM, Lightning's own SIGUSR1 handler is off: callbacks.SlurmRequeue handles it at a batch boundary."""
+    slurm = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if SLURMEnvironment.detect() else {}
     if not devices:
-        return {}
+        return slurm
     accelerator = "gpu" if torch.device(devices[0]).type == "cuda" else "cpu"
     if strategy == "ddp":
-        return {"strategy": PairedDDPStrategy(list(devices)), "accelerator": accelerator}
+        return {"strategy": PairedDDPStrategy(list(devices)), "accelerator": accelerator, **slurm}
     if strategy not in ("auto", None):
         raise ValueError(f"trainer.strategy={strategy!r} with model.devices: allowed auto (one process) or ddp")
-    return {"strategy": TwoDeviceStrategy(list(devices)), "accelerator": accelerator, "devices": 1}
+    return {"strategy": TwoDeviceStrategy(list(devices)), "accelerator": accelerator, "devices": 1, **slurm}
 
 
 def _test_title(crops: int, ckpt: str | Path) -> str:
@@ -104,6 +143,7 @@ def check_budget(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     check_arm(cfg)
+    check_values(cfg)
     try:
         return _train(cfg)
     finally:
@@ -113,6 +153,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _train(cfg: DictConfig) -> dict[str, Any]:
     started, provenance = time.time(), git_commit()  # the code as it was when the run started
     out = Path(cfg.paths.output_dir)
+    try:  # an earlier start of this run in this directory: a rerun sweep, a requeued job, resume=RUN_DIR
+        state, checkpoint = existing_run(cfg, out)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if state == "finished":
+        rank_zero_info(f"{out} holds this run, finished: skipping it (summary.json)")
+        return json.loads((out / "summary.json").read_text())
+    if state == "resume":
+        with open_dict(cfg):
+            cfg.ckpt_path = str(checkpoint)
+        step = checkpoint_step(checkpoint) or 0
+        prune_metrics(out / "metrics.csv", step)
+        rank_zero_info(f"resuming {out} from {checkpoint} (step {step})")
     out.mkdir(parents=True, exist_ok=True)
     print_config_tree(cfg, save_to=out / "config_tree.log")
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
@@ -129,11 +182,15 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
             warnings.filterwarnings("ignore", r".*ckpt_path=None\)` was called without a model")
             warnings.filterwarnings("ignore", r".*there is no last checkpoint available")
             try:
-                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
-                resume = out / "checkpoints" / "on_exception.ckpt"
+                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+            except Requeued as e:
                 raise Interrupted(
-                    f"killed (SIGTERM) at step {trainer.global_step}; resume with ckpt_path={resume}"
+                    f"{e}. The requeued job resumes from it (or: python src/train.py resume={out})"
+                ) from e
+            except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
+                raise Interrupted(
+                    f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
+                    f"Resume with: python src/train.py resume={out}"
                 ) from e
     fit_seconds = time.time() - started
 
@@ -146,7 +203,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         # (logged as test_<n>crop/..., so that loggers keep both; summary.json names them all test/...)
         for i, crops in enumerate(dict.fromkeys([datamodule.test_crops, *cfg.get("also_test_crops", [])])):
             datamodule.test_crops, module.test_name = crops, "test" if i == 0 else f"test_{crops}crop"
-            results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
             metrics = {
                 k.replace(f"{module.test_name}/", "test/", 1): v for k, v in (results[0] if results else {}).items()
             }
@@ -172,6 +229,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         "git": provenance,
         "parameters": sum(p.numel() for p in module.net.parameters()),
         "lrn_alpha_convention": cfg.model.lrn.alpha_convention if cfg.model.lrn.enabled else None,
+        "choices": fidelity_choices(cfg),
         "test_crops": datamodule.test_crops,
         "train_images": len(datamodule.sources["train"]) if datamodule.sources else None,
         "epochs": trainer.current_epoch,
@@ -201,6 +259,34 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def fidelity_choices(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a result rests on where the paper is ambiguous (docs/fidelity.md): every summary and report
+    names them."""
+    model = cfg.model
+    return {
+        "pixel_max": float(cfg.data.get("pixel_max", 255)),
+        "lrn": f"{model.lrn.alpha_convention} alpha={model.lrn.alpha} k={model.lrn.k}" if model.lrn.enabled else "off",
+        "dropout_style": model.get("dropout_style", "paper") if model.dropout else "off",
+        "bias_decay": bool(cfg.optimizer.get("bias_decay", False)),
+        "init": model.init,
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
+    }
+
+
+def safe_load(path: str | Path) -> dict[str, Any]:
+    """A checkpoint loaded without running code from it: torch's weights-only unpickler admits tensors and plain
+    Python types (all our checkpoints hold), and refuses any other object a crafted pickle would build."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ConfigError(
+            f"{path}: refused to load: it holds objects other than tensors and plain Python types, which could run "
+            "code when unpickled. Checkpoints written by src/train.py never do; load only files you trust"
+        ) from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable checkpoint ({e}); is the file complete?") from e
+
+
 def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
     """The checkpoint named by `cfg.ckpt_path`, or `cfg.run_dir`'s best one; its contents and the run's config,
     with the data settings `cfg` overrides (test_crops, batch_size when not null) and model.devices."""
@@ -212,8 +298,7 @@ def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
         raise ConfigError("pass run_dir=PATH (a directory of src/train.py) or ckpt_path=PATH")
     if not ckpt_path.is_file():
         raise ConfigError(f"no checkpoint at {ckpt_path}; pass ckpt_path=PATH to a .ckpt file")
-    # Our own checkpoints hold plain Python types besides tensors (the run's config, the schedule).
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = safe_load(ckpt_path)
     if not checkpoint.get("alexnet_config"):
         raise ConfigError(f"{ckpt_path} holds no run config: it was not written by src/train.py")
     run_cfg = OmegaConf.create(checkpoint["alexnet_config"])
@@ -227,7 +312,7 @@ def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
 
 def rebuild(checkpoint: dict[str, Any], run_cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule]:
     """The run's module with its trained weights, and its data module, from a checkpoint and its config."""
-    datamodule = _build("data", run_cfg.data)
+    datamodule = build_data(run_cfg)
     net = _build("model", run_cfg.model)
     module = AlexNetModule(
         net, optimizer=None, num_classes=datamodule.num_classes, run_config=checkpoint["alexnet_config"]
@@ -240,7 +325,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild a finished run from the config saved in its checkpoint and test it."""
     ckpt_path, checkpoint, run_cfg = load_checkpoint(cfg)
     module, datamodule = rebuild(checkpoint, run_cfg)
-    placement = tower_placement(run_cfg.model.get("devices"), "auto") or {"accelerator": cfg.accelerator, "devices": 1}
+    placement = {"accelerator": cfg.accelerator, "devices": 1, **tower_placement(run_cfg.model.get("devices"), "auto")}
     trainer = L.Trainer(logger=False, enable_checkpointing=False, **placement)
     results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     print_metrics_table(_test_title(datamodule.test_crops, ckpt_path), results)

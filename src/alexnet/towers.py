@@ -97,9 +97,19 @@ class TwoTowerAlexNet(nn.Module):
         ha, hb = a.act(a.conv3(_cross(ha, hb, True))), b.act(b.conv3(_cross(hb, ha, False)))  # exchange
         ha, hb = (t.pool(t.act(t.conv5(t.act(t.conv4(v))))) for t, v in ((a, ha), (b, hb)))
         ha, hb = ha.flatten(1), hb.flatten(1)
-        ha, hb = a.dropout(a.act(a.fc6(_cross(ha, hb, True)))), b.dropout(b.act(b.fc6(_cross(hb, ha, False))))
-        ha, hb = a.dropout(a.act(a.fc7(_cross(ha, hb, True)))), b.dropout(b.act(b.fc7(_cross(hb, ha, False))))
+        ha, hb = self._dropout(a.act(a.fc6(_cross(ha, hb, True))), b.act(b.fc6(_cross(hb, ha, False))))
+        ha, hb = self._dropout(a.act(a.fc7(_cross(ha, hb, True))), b.act(b.fc7(_cross(hb, ha, False))))
         return self.fc8(_cross(ha, hb, True))
+
+    def _dropout(self, ha: torch.Tensor, hb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mask over both towers' units, drawn on the first device as the grouped net draws it over the whole
+        layer: the same seed gives the same masks, so the split trains exactly as the grouped net."""
+        a, b = self.towers
+        if not (a.dropout.training and a.dropout.p > 0):
+            return a.dropout(ha), b.dropout(hb)
+        keep = a.dropout.draw_mask((len(ha), ha.shape[1] + hb.shape[1]), ha.device)
+        keep_a, keep_b = keep.split([ha.shape[1], hb.shape[1]], dim=1)
+        return a.dropout(ha, keep_a), b.dropout(hb, _to(keep_b, hb.device))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         if f"{prefix}conv1.weight" in state_dict:  # a grouped net's weights: split them

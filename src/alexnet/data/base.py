@@ -10,7 +10,15 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from alexnet.data.transforms import PUBLISHED_EIGVAL, PUBLISHED_EIGVEC, EvalTransform, TrainTransform
+from alexnet.data.transforms import (
+    PAPER_PIXEL_MAX,
+    PUBLISHED_EIGVAL,
+    PUBLISHED_EIGVEC,
+    STATS_SCALE,
+    EvalTransform,
+    TrainTransform,
+)
+from alexnet.streams import EpochSampler, generator
 
 
 class DataError(RuntimeError):
@@ -18,22 +26,28 @@ class DataError(RuntimeError):
 
 
 class Transformed(Dataset):
-    """(uint8 image, label) pairs from `source`, passed through `transform`."""
+    """(uint8 image, label) pairs from `source`, passed through `transform`. Indexed by an (epoch, index) key of
+    an `EpochSampler`, the transform draws from that presentation's own stream (streams.py)."""
 
-    def __init__(self, source: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.source, self.transform = source, transform
+    def __init__(self, source: Dataset, transform: Callable[..., torch.Tensor], seed: int = 0) -> None:
+        self.source, self.transform, self.seed = source, transform, seed
 
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img, label = self.source[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(key, tuple):
+            epoch, i = key
+            img, label = self.source[i]
+            return self.transform(img, generator(self.seed, "augment", epoch, i)), label
+        img, label = self.source[key]
         return self.transform(img), label
 
 
 class ImageDataModule(L.LightningDataModule):
     """Subclasses implement `load()`, which sets `self.sources` (train/val/test datasets of uint8
-    CxSxS images at the stored size) and `self.mean` (per-channel training-set mean in [0, 1]), and may set
+    CxSxS images at the stored size) and `self.mean` (per-channel training-set mean on the [0, 1] scale, whatever
+    `pixel_max` the net sees), and may set
     `self.class_names` and `self.eigval`/`self.eigvec` (§4.1 PCA of the training set's RGB covariance)."""
 
     def __init__(
@@ -49,8 +63,15 @@ class ImageDataModule(L.LightningDataModule):
         train_subset: int | None = None,
         subset_seed: int = 0,
         pca_std: float = 0.1,
+        pixel_max: float = PAPER_PIXEL_MAX,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
+        if pixel_max not in (1.0, 255.0):
+            raise ValueError(
+                f"pixel_max={pixel_max}: allowed 255 (raw pixel values, the paper's scale, for which §3.3's LRN "
+                "constants were set) or 1 (pixels on [0, 1]; LRN then acts as a constant factor)"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
         if num_workers < 0:
@@ -83,7 +104,7 @@ class ImageDataModule(L.LightningDataModule):
         self.sources: dict[str, Dataset] = {}
         self.mean: Sequence[float] = (0.0,) * channels
         self.class_names: Sequence[str] = tuple(str(i) for i in range(num_classes))
-        self.pca_std = pca_std
+        self.pca_std, self.pixel_max, self.shuffle_seed = pca_std, float(pixel_max), shuffle_seed
         self.eigval: Sequence[float] = PUBLISHED_EIGVAL
         self.eigvec: Sequence[Sequence[float]] = PUBLISHED_EIGVEC
 
@@ -99,6 +120,8 @@ class ImageDataModule(L.LightningDataModule):
         if not self.sources:
             return {}
         return {
+            "stats_scale": STATS_SCALE,
+            "pixel_max": self.pixel_max,
             "mean": [float(m) for m in self.mean],
             "class_names": list(self.class_names),
             "eigval": [float(v) for v in self.eigval],
@@ -106,6 +129,11 @@ class ImageDataModule(L.LightningDataModule):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state and state.get("stats_scale") != STATS_SCALE:
+            raise DataError(
+                "this checkpoint's data statistics come from an older version of the project (no stats_scale "
+                f"{STATS_SCALE!r}); its net was trained on another pixel scale: retrain it with this version"
+            )
         self.mean = state.get("mean", self.mean)
         self.class_names = state.get("class_names", self.class_names)
         self.eigval, self.eigvec = state.get("eigval", self.eigval), state.get("eigvec", self.eigvec)
@@ -129,32 +157,60 @@ class ImageDataModule(L.LightningDataModule):
         keep = torch.randperm(len(train), generator=g)[: self.train_subset]  # type: ignore[arg-type]
         self.sources["train"] = Subset(train, keep.tolist())
 
-    def _loader(self, split: str, transform: Callable, shuffle: bool) -> DataLoader:
+    def train_transform(self) -> TrainTransform:
+        return TrainTransform(
+            self.crop_size,
+            self.mean,
+            **self.augment,
+            eigval=self.eigval,
+            eigvec=self.eigvec,
+            pca_std=self.pca_std,
+            pixel_max=self.pixel_max,
+        )
+
+    def eval_transform(self, crops: int = 1) -> EvalTransform:
+        """What validation (1), the test (test_crops) and src/predict.py feed the net: the same pixels and mean."""
+        return EvalTransform(self.crop_size, self.mean, crops=crops, pixel_max=self.pixel_max)
+
+    def _loader(self, split: str, transform: Callable) -> DataLoader:  # in order: validation and test
         return DataLoader(
             Transformed(self.sources[split], transform),
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        transform = TrainTransform(
-            self.crop_size, self.mean, **self.augment, eigval=self.eigval, eigvec=self.eigvec, pca_std=self.pca_std
+        """Batches in the order of (shuffle_seed, epoch), each image augmented from (shuffle_seed, epoch, index):
+        a run resumed from a checkpoint, even one written mid-epoch, sees the batches the interrupted run would
+        have seen (streams.py)."""
+        # Lightning's overfit_batches (debug=overfit) wants the same batches every epoch: no shuffling then
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
+        sampler = EpochSampler(len(self.sources["train"]), self.shuffle_seed, shuffle=not overfit)  # type: ignore[arg-type]
+        loop = self.trainer.fit_loop if self.trainer is not None else None
+        if loop is not None:  # resumed: the epoch about to run, and the batches it has already trained on
+            progress = loop.epoch_loop.batch_progress
+            sampler.epoch = loop.epoch_progress.current.processed
+            # processed, not completed: a checkpoint written in on_train_batch_end (SlurmRequeue) counts its batch
+            sampler.skip = 0 if progress.is_last_batch else progress.current.processed * self.batch_size
+        return DataLoader(
+            Transformed(self.sources["train"], self.train_transform(), self.shuffle_seed),
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
         )
-        return self._loader("train", transform, shuffle=True)
 
     def train_sample_dataloader(self, n: int, seed: int = 0) -> DataLoader:
         """A fixed random `n` of the training images as the test sees them (centre crop, no flip, no colour
         noise): the training error of the weights, to set against their test error."""
         source = self.sources["train"]
         keep = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
-        transform = EvalTransform(self.crop_size, self.mean, crops=1)
+        transform = self.eval_transform(crops=1)
         return DataLoader(Transformed(Subset(source, keep.tolist()), transform), batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:  # centre crop: cheap, and what the schedule watches
-        return self._loader("val", EvalTransform(self.crop_size, self.mean, crops=1), shuffle=False)
+        return self._loader("val", self.eval_transform(crops=1))
 
     def test_dataloader(self) -> DataLoader:
-        transform = EvalTransform(self.crop_size, self.mean, crops=self.test_crops)
-        return self._loader("test", transform, shuffle=False)
+        return self._loader("test", self.eval_transform(crops=self.test_crops))

@@ -1,6 +1,6 @@
 """One image file -> the stored uint8 image of §2: decoded by content, RGB, shorter side rescaled, centre crop.
 
-ILSVRC-2012 has files that break loaders trusting the extension or the colour mode (PAPER.md, Data): a PNG
+ILSVRC-2012 has files that break loaders trusting the extension or the colour mode (docs/ilsvrc.md): a PNG
 named `.JPEG`, CMYK JPEGs, grayscale JPEGs. Pillow identifies the format from the file's bytes, and every
 image is converted to the mode the data set needs, so all of them arrive as the same HxWx3 uint8 array.
 """

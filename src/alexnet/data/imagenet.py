@@ -15,7 +15,16 @@ from torch.utils.data import Dataset, Subset
 
 from alexnet.data.base import DataError, ImageDataModule
 from alexnet.data.decode import stored_image
-from alexnet.data.layout import Items, Tree, count_classes, labelled_splits, list_split, open_tree
+from alexnet.data.layout import (
+    Items,
+    Tree,
+    class_folders,
+    count_classes,
+    find_split,
+    labelled_splits,
+    list_split,
+    open_tree,
+)
 from alexnet.data.stats import STATS, Moments, describe, load_stats, published_pca, sample
 from alexnet.data.store import COMPLETE, PLAN, StoreImages, open_store, prepare_store, progress_bar
 
@@ -98,6 +107,21 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.num_classes={found} to train on these classes, or point data.root at the full data set"
             )
 
+    def _check_store_matches_tree(self, classes: list[str]) -> None:
+        """A store named by data.store_dir may have been prepared from another tree: where the raw training folder
+        is at hand, its classes must be the store's, or every label would mean another class."""
+        train = find_split(Path(self.root), "train") if self.root else None
+        if train is None:
+            return  # the raw tree is gone: the store is all there is
+        here = class_folders(train)
+        if here != list(classes):
+            missing, extra = sorted(set(classes) - set(here)), sorted(set(here) - set(classes))
+            raise DataError(
+                f"the store at {self.store} was prepared from another tree: its {len(classes)} classes are not the "
+                f"{len(here)} class folders of {train} (in the store only: {missing[:3]}; in the tree only: "
+                f"{extra[:3]}). Point data.store_dir at this tree's store, or rerun {self.prepare_command}"
+            )
+
     def raw_items(self, tree: Tree) -> dict[str, Items]:
         return {split: list_split(tree, split) for split in labelled_splits(tree)}
 
@@ -139,6 +163,7 @@ class ImageFolderDataModule(ImageDataModule):
                     f"{self.store}: stored size {plan['stored_size']}, but data.stored_size={self.stored_size}"
                 )
             self._check_classes(len(plan["classes"]), self.store / PLAN)
+            self._check_store_matches_tree(plan["classes"])
             splits = {s: StoreImages(self.store, v) for s, v in manifest["splits"].items()}
             self.class_names, self.used_source = plan["class_names"], "store"
             log.info("reading the store at %s", self.store)
@@ -193,7 +218,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     def _load_stats(self, train: Dataset) -> None:
         """Mean pixel and PCA from the store's stats.json (all training images); without one, the mean of a
-        sample of `stats_sample` training images and the published PCA values (PAPER.md), logged as such."""
+        sample of `stats_sample` training images and the published PCA values, logged as such."""
         stats = load_stats(self.store / STATS)
         if stats is None:
             if self.used_source == "store":
@@ -209,7 +234,7 @@ class ImageFolderDataModule(ImageDataModule):
 
 
 class ImageNetDataModule(ImageFolderDataModule):
-    """ILSVRC-2012 (PAPER.md, Data): 1000 classes, every validation layout; `data=imagenet`."""
+    """ILSVRC-2012 (docs/ilsvrc.md): 1000 classes, every validation layout; `data=imagenet`."""
 
     name = "ILSVRC-2012 data set"
     config_name = "imagenet"

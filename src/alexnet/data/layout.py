@@ -1,7 +1,7 @@
 """Where the images of a class-folder data set are, and their labels, in every ILSVRC-2012 layout met in practice.
 
 Labels are always indices into the sorted list of training class folders (WNIDs for ILSVRC), so a class has
-the same index whichever way the validation set is laid out (PAPER.md, Data):
+the same index whichever way the validation set is laid out (docs/ilsvrc.md):
 - class folders: `val/n01440764/*.JPEG` (after the common valprep.sh);
 - the devkit: a flat `val/` plus `ILSVRC2012_validation_ground_truth.txt`, whose line i is the ILSVRC2012_ID
   of ILSVRC2012_val_{i:08d}; IDs are in `meta.mat`'s order, not sorted-WNID order, so they are mapped

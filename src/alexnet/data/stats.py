@@ -1,5 +1,6 @@
-"""Training-set statistics on the [0, 1] pixel scale: the mean pixel (subtracted, §2) and the eigen
-decomposition of the 3x3 RGB covariance (PCA colour noise, §4.1), saved as stats.json beside the store."""
+"""Training-set statistics: the mean pixel (subtracted, §2) and the eigen decomposition of the 3x3 RGB covariance
+(PCA colour noise, §4.1), saved as stats.json beside the store. Always on the [0, 1] scale (STATS_SCALE), whatever
+pixel scale the net is fed (data.pixel_max): the transforms scale them, so a store serves either setting."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.data.transforms import PIXEL_SCALE, PUBLISHED_EIGVAL, PUBLISHED_EIGVEC
+from alexnet.data.transforms import PUBLISHED_EIGVAL, PUBLISHED_EIGVEC, STATS_SCALE
 
 log = logging.getLogger(__name__)
 STATS = "stats.json"
@@ -27,7 +28,7 @@ class Moments:
 
     def add(self, image: np.ndarray) -> None:
         """One uint8 3xHxW (CHW) image."""
-        x = image.reshape(3, -1).astype(np.float64) / 255.0  # the [0, 1] scale of transforms.to_float
+        x = image.reshape(3, -1).astype(np.float64) / 255.0  # STATS_SCALE
         self.total += x.sum(1)
         self.outer += x @ x.T
         self.pixels += x.shape[1]
@@ -48,7 +49,7 @@ class Moments:
         eigval, eigvec = np.linalg.eigh(cov)
         order = eigval.argsort()[::-1]
         return {
-            "pixel_scale": PIXEL_SCALE,
+            "pixel_scale": STATS_SCALE,
             "mean": mean.tolist(),
             "cov": cov.tolist(),
             "eigval": eigval[order].clip(min=0).tolist(),
@@ -69,8 +70,8 @@ def load_stats(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     stats = json.loads(path.read_text())
-    if stats.get("pixel_scale") != PIXEL_SCALE:
-        raise ValueError(f"{path}: pixel_scale {stats.get('pixel_scale')!r}, expected {PIXEL_SCALE!r}")
+    if stats.get("pixel_scale") != STATS_SCALE:
+        raise ValueError(f"{path}: pixel_scale {stats.get('pixel_scale')!r}, expected {STATS_SCALE!r}")
     return stats
 
 

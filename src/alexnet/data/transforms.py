@@ -5,6 +5,13 @@ Fashion-MNIST). Training takes a random crop of the crop size (224; 28) and mirr
 probability 0.5; testing takes the centre crop, or the four corners and the centre plus their
 mirrors, whose softmax outputs the model averages. Every path subtracts the training-set mean.
 Training can add the PCA colour noise of §4.1 (RGB data only).
+
+Pixel scale. The net sees raw pixel values, 0-255, minus the training mean, as the author's pipeline fed it:
+§3.3's LRN constants (k=2, alpha=1e-4) belong to that scale. On [0, 1] pixels every activation is ~255x
+smaller, alpha*sum(a^2) vanishes next to k, and LRN becomes the constant factor k^-beta (measured: the
+denominator equal to 2^0.75 to four digits at every unit). `pixel_max` is the value of a white pixel: 255
+(the paper) or 1 (the common [0, 1] convention, kept as a switch). The training-set statistics (mean pixel, PCA
+eigen decomposition) are stored on the [0, 1] scale whatever the net sees (STATS_SCALE), and scaled here.
 """
 
 from __future__ import annotations
@@ -13,28 +20,36 @@ from collections.abc import Sequence
 
 import torch
 
-
-def to_float(img: torch.Tensor) -> torch.Tensor:
-    """uint8 in [0, 255] -> float in [0, 1]: the pixel scale every later step assumes."""
-    return img.float().div_(255.0)
+PAPER_PIXEL_MAX = 255.0  # a white pixel as the net sees it: raw pixel values, as the author's code
+STATS_SCALE = "[0, 1]"  # the scale of stored means and eigenvalues (stats.json, checkpoints), whatever pixel_max
 
 
-# §4.1's PCA colour noise with the widely used ImageNet values (PAPER.md, Data): eigenvalues are variances of
-# pixels in [0, 1] (not standard deviations on [0, 255], as cuda-convnet2 used them: about twice the shift);
-# column i of EIGVEC is the eigenvector p_i of the 3x3 RGB covariance. The fallback when no stats.json was
-# computed from the training set (python src/prepare.py).
+def to_float(img: torch.Tensor, pixel_max: float = PAPER_PIXEL_MAX) -> torch.Tensor:
+    """uint8 in [0, 255] -> float in [0, pixel_max] (255: the raw values, the paper's scale)."""
+    x = img.float()
+    return x if pixel_max == 255.0 else x.mul_(pixel_max / 255.0)
+
+
+# §4.1's PCA colour noise with the widely used ImageNet values: eigenvalues are variances of pixels on the
+# [0, 1] scale (STATS_SCALE; not standard deviations on [0, 255], as cuda-convnet2 used them: about twice the
+# shift); column i of EIGVEC is the eigenvector p_i of the 3x3 RGB covariance. The fallback when no stats.json
+# was computed from the training set (python src/prepare.py).
 PUBLISHED_EIGVAL = (0.2175, 0.0188, 0.0045)
 PUBLISHED_EIGVEC = (
     (-0.5675, 0.7192, 0.4009),
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-PIXEL_SCALE = "[0, 1]"  # the scale the eigenvalues belong to: images after to_float
 
 
-def pca_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor) -> torch.Tensor:
-    """§4.1: the RGB shift sum_i p_i * alpha_i * lambda_i added to every pixel of one image, as 3x1x1."""
-    return (eigvec @ (alpha * eigval)).view(3, 1, 1)
+def pca_shift(
+    alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, pixel_max: float = PAPER_PIXEL_MAX
+) -> torch.Tensor:
+    """§4.1: the RGB shift sum_i p_i * alpha_i * lambda_i added to every pixel of one image, as 3x1x1.
+    `eigval` are variances on the [0, 1] scale; the shift is returned on the net's scale (x pixel_max), so it has
+    the same size in grey levels whatever the net sees: about 3.2 levels of std per channel with the published
+    values and alpha ~ N(0, 0.1)."""
+    return (eigvec @ (alpha * eigval)).view(3, 1, 1) * pixel_max
 
 
 def crop(img: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
@@ -58,7 +73,7 @@ def ten_crop(img: torch.Tensor, size: int) -> torch.Tensor:
 class TrainTransform:
     """Random crop (or centre crop) + random horizontal flip, PCA colour noise if `pca`, mean subtraction.
 
-    The colour noise is added on the [0, 1] pixel scale, the scale of `eigval` (variances); alpha_i is drawn
+    `mean` and `eigval` are on the [0, 1] scale (STATS_SCALE) and scaled to `pixel_max` here; alpha_i is drawn
     from N(0, pca_std) afresh for every image each time it is presented (§4.1: pca_std = 0.1)."""
 
     def __init__(
@@ -71,42 +86,47 @@ class TrainTransform:
         eigval: Sequence[float] = PUBLISHED_EIGVAL,
         eigvec: Sequence[Sequence[float]] = PUBLISHED_EIGVEC,
         pca_std: float = 0.1,
+        pixel_max: float = PAPER_PIXEL_MAX,
     ) -> None:
         self.crop_size, self.random_crop, self.flip, self.pca = crop_size, random_crop, flip, pca
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.pixel_max = pixel_max
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1) * pixel_max
         self.eigval = torch.as_tensor(eigval, dtype=torch.float32)
         self.eigvec = torch.as_tensor(eigvec, dtype=torch.float32)
         self.pca_std = pca_std
         if pca and (self.eigval.shape != (3,) or self.eigvec.shape != (3, 3)):
             raise ValueError("PCA colour noise needs 3 eigenvalues and a 3x3 eigenvector matrix (RGB)")
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+    def __call__(self, img: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        """`g`: the generator of this image's presentation (streams.py); None draws from torch's global one.
+        The draws are always the same three (offsets, flip, alpha), whatever is switched off, so that arms that
+        differ in one augmentation see the same draws for the others."""
         size = self.crop_size
-        if self.random_crop:
-            h, w = img.shape[-2:]
-            top = int(torch.randint(h - size + 1, ()))
-            left = int(torch.randint(w - size + 1, ()))
-            img = crop(img, top, left, size)
-        else:
-            img = center_crop(img, size)
-        if self.flip and bool(torch.rand(()) < 0.5):
+        h, w = img.shape[-2:]
+        top = int(torch.randint(h - size + 1, (), generator=g))
+        left = int(torch.randint(w - size + 1, (), generator=g))
+        flip = bool(torch.rand((), generator=g) < 0.5)
+        alpha = torch.randn(3, generator=g) * self.pca_std
+        img = crop(img, top, left, size) if self.random_crop else center_crop(img, size)
+        if self.flip and flip:
             img = img.flip(-1)
-        x = to_float(img)
+        x = to_float(img, self.pixel_max)
         if self.pca:
-            x = x + pca_shift(torch.randn(3) * self.pca_std, self.eigval, self.eigvec)
+            x = x + pca_shift(alpha, self.eigval, self.eigvec, self.pixel_max)
         return x - self.mean
 
 
 class EvalTransform:
     """Centre crop (`crops=1`) or the ten patches of §4.1 (`crops=10`), mean subtracted."""
 
-    def __init__(self, crop_size: int, mean: Sequence[float], crops: int = 1) -> None:
+    def __init__(
+        self, crop_size: int, mean: Sequence[float], crops: int = 1, pixel_max: float = PAPER_PIXEL_MAX
+    ) -> None:
         if crops not in (1, 10):
             raise ValueError(f"test_crops={crops}: allowed 1 (centre) or 10 (corners+centre, mirrored)")
-        self.crop_size, self.crops = crop_size, crops
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.crop_size, self.crops, self.pixel_max = crop_size, crops, pixel_max
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1) * pixel_max
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        if self.crops == 10:
-            return to_float(ten_crop(img, self.crop_size)) - self.mean
-        return to_float(center_crop(img, self.crop_size)) - self.mean
+        patches = ten_crop(img, self.crop_size) if self.crops == 10 else center_crop(img, self.crop_size)
+        return to_float(patches, self.pixel_max) - self.mean

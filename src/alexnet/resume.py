@@ -1,0 +1,155 @@
+"""Interrupted runs: unique run directories, the newest usable checkpoint, `resume=RUN_DIR`, sweeps that skip
+finished jobs and continue unfinished ones, and a CSV log that continues instead of starting over.
+
+Exactness comes from elsewhere: the checkpoint holds the weights, PaperSGD's velocities, the schedule, the
+dropout stream and the loop's position (callbacks.RandomStreams), and the data order and augmentation are
+functions of (seed, epoch, index) (streams.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from omegaconf import DictConfig, OmegaConf
+
+CHECKPOINT_GLOBS = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
+# settings that name where and how a run is started, not what it computes
+NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra")
+CONTINUATION = ("train", "test", "also_test_crops", "train_error_sample")  # what happens after training
+LONGER = ("trainer.max_epochs", "trainer.max_steps", "scheduler.max_reductions")  # extend a run with ckpt_path
+
+
+def run_id() -> str:
+    """A run directory's name: the start time and a random suffix, so two runs started in the same second get two
+    directories; under SLURM the job's id, so that a requeued job finds its own directory and checkpoints."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        array = os.environ.get("SLURM_ARRAY_TASK_ID")
+        return f"slurm-{os.environ.get('SLURM_ARRAY_JOB_ID', job)}" + (f"_{array}" if array else "")
+    return time.strftime("%Y-%m-%d_%H-%M-%S_") + secrets.token_hex(3)
+
+
+OmegaConf.register_new_resolver("alexnet.run_id", run_id, use_cache=True, replace=True)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The global step a checkpoint was written at, or None if it cannot be loaded safely (partial, foreign)."""
+    from alexnet.pipeline import ConfigError, safe_load
+
+    try:
+        return int(safe_load(path).get("global_step", -1))
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of `run_dir` that got furthest (highest global step, then newest file) and loads."""
+    found = [p for pattern in CHECKPOINT_GLOBS for p in run_dir.glob(pattern)]
+    steps = {p: checkpoint_step(p) for p in found}
+    usable = [p for p, step in steps.items() if step is not None]
+    return max(usable, key=lambda p: (steps[p], p.stat().st_mtime), default=None)
+
+
+def what_ran(cfg: DictConfig | dict) -> dict[str, Any]:
+    """The parts of a resolved config that decide what a run computes."""
+    container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in container.items() if k not in NOT_THE_RUN}
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [prefix.rstrip(".")] if a != b else []
+
+
+def existing_run(cfg: DictConfig, out: Path) -> tuple[str, Path | None]:
+    """What to do in a run directory that may hold an earlier start of this run: ("fresh", None), ("finished",
+    None) when its summary.json is there, ("resume", checkpoint) when it was interrupted. A directory holding
+    another run is an error naming the settings that differ."""
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return "fresh", None
+    before = what_ran(yaml.safe_load(saved.read_text()) or {})
+    continuing = cfg.get("ckpt_path") is not None  # training on from a checkpoint may set a longer budget
+    changed = [k for k in differences(before, what_ran(cfg)) if not (k in CONTINUATION or continuing and k in LONGER)]
+    if changed:
+        raise ValueError(
+            f"{out} holds another run (it differs in {', '.join(changed[:8])}); resume it with the settings it "
+            "was started with (python src/train.py resume=RUN_DIR), or give this run another directory"
+        )
+    if (out / "summary.json").is_file() and not continuing:
+        return "finished", None
+    if continuing:
+        return "resume", Path(cfg.ckpt_path)
+    checkpoint = newest_checkpoint(out)
+    return ("resume", checkpoint) if checkpoint else ("fresh", None)
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """`python src/train.py resume=RUN_DIR [more overrides]` -> the run's own overrides (from Hydra's record in
+    RUN_DIR/.hydra), its directory and its newest usable checkpoint. Later overrides (e.g. a higher
+    trainer.max_epochs) are applied on top."""
+    given = [a for a in argv[1:] if a.startswith("resume=")]
+    if not given:
+        return argv
+    run_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
+    record = run_dir / ".hydra" / "overrides.yaml"
+    if not record.is_file():
+        raise SystemExit(f"error: resume={run_dir}: no {record}; name a directory written by src/train.py")
+    checkpoint = newest_checkpoint(run_dir)
+    if checkpoint is None and not (run_dir / "summary.json").is_file():
+        raise SystemExit(
+            f"error: resume={run_dir}: no usable checkpoint in it (the run stopped before its first checkpoint); "
+            "start it again"
+        )
+    start_only = ("hydra.run.dir=", "hydra.sweep.", "ckpt_path=", "resume=")
+    overrides = [o for o in yaml.safe_load(record.read_text()) or [] if not o.startswith(start_only)]
+    extra = [a for a in argv[1:] if not a.startswith("resume=")]
+    located = [f"hydra.run.dir={run_dir}"] + ([f"ckpt_path={checkpoint}"] if checkpoint else [])
+    return [argv[0], *overrides, *extra, *located]
+
+
+def prune_metrics(path: Path, step: int) -> None:
+    """Drop the rows an interrupted run logged after its checkpoint: the resumed run logs them again."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], [r for r in reader if int(r.get("step") or 0) < step]
+    tmp = path.with_suffix(".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes metrics.csv whenever its directory is not empty, with a warning; the run
+    directory always holds Hydra's files, and a resumed run continues its metrics.csv instead."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+
+
+class RunCSVLogger(CSVLogger):
+    """CSVLogger writing metrics.csv straight into the run directory, continued on resume."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -1,0 +1,65 @@
+"""Random streams: one per purpose, each derived from the run's `seed`.
+
+A run draws random numbers for four things: the initial weights, the order of the training images, each
+image's crop, flip and colour noise, and the dropout masks. Drawing them all from torch's one global generator
+couples them: an arm that draws one number more anywhere (LRN off changes nothing; dropout off draws no masks)
+sees other images in another order from then on, and a resumed run sees other batches than the run it
+continues. Here each purpose has its own stream, seeded from (seed, purpose, ...):
+
+- init: `torch.manual_seed` of the init stream while the net is built (`pipeline.build`);
+- order: the permutation of epoch e is a function of (seed, e) alone (`EpochSampler`);
+- augment: image i's crop, flip and colour noise in epoch e are a function of (seed, e, i) alone
+  (`data.base.Transformed`), whatever worker draws them and whenever;
+- dropout: a generator owned by the net's dropout layers, saved in every checkpoint (`callbacks.RandomStreams`).
+
+So two arms with the same seed see the same images in the same order with the same crops, and a run resumed
+from any checkpoint continues exactly. torch has no such facility (its DataLoader seeds workers from the global
+generator), hence this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+def stream_seed(seed: int, stream: str, *keys: int) -> int:
+    """A 63-bit seed for `stream` (and `keys`, e.g. epoch and index), independent of every other stream's."""
+    digest = hashlib.blake2b(repr((int(seed), stream, *map(int, keys))).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def generator(seed: int, stream: str, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(stream_seed(seed, stream, *keys))
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (epoch, index) keys: a permutation of the `n` images that depends on (seed, epoch) only, so that
+    the dataset can draw each image's augmentation from (seed, epoch, index). Lightning calls `set_epoch` before
+    every epoch (a data-parallel wrapper calls `__iter__` once per epoch instead, hence the auto-advance).
+    `skip` drops the first images of the next epoch iterated: a run resumed mid-epoch continues where it stopped.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        return torch.randperm(self.n, generator=generator(self.seed, "order", epoch))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = self.epoch, self.skip
+        self.epoch, self.skip = epoch + 1, 0
+        for i in self.order(epoch)[skip:].tolist():
+            yield epoch, i
+
+    def __len__(self) -> int:
+        return self.n
