@@ -410,3 +410,9 @@ def test_test_crops_experiment_tests_the_same_weights_both_ways(train_run, tmp_p
     logged = {m: v for m, points in read_curves(run_dir / "metrics.csv").items() for *_, v in points}
     assert logged["test/top1_err"] == pytest.approx(summary["test_by_crops"]["10"]["test/top1_err"])
     assert logged["test_1crop/top1_err"] == pytest.approx(summary["test_by_crops"]["1"]["test/top1_err"])
+
+
+def test_ablations_train_at_the_papers_rate_whatever_the_default_run_uses(tmp_path: Path) -> None:
+    assert compose_train([], tmp_path).optimizer.lr == 0.02  # the embedded default's own recipe
+    for name in ("ablate_lrn", "ablate_dropout", "baseline"):
+        assert compose_train([f"experiment={name}"], tmp_path).optimizer.lr == 0.01, name

@@ -210,3 +210,15 @@ def test_eval_transform_on_a_ten_crop_batch_subtracts_the_mean_everywhere() -> N
     x = EvalTransform(28, [0.25], crops=10)(img)
     assert x.shape == (10, 1, 28, 28)
     torch.testing.assert_close(x, torch.full_like(x, 200 - 0.25 * 255))
+
+
+def test_a_checkpoint_from_before_the_pixel_scale_change_is_refused(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from alexnet.pipeline import ConfigError, load_checkpoint
+
+    old = tmp_path / "old.ckpt"  # what an earlier version wrote: its data state has no stats_scale
+    torch.save({"state_dict": {}, "alexnet_config": {"model": {}}, "FashionMNISTDataModule": {"mean": [0.28],
+                "class_names": ["a"]}}, old)  # fmt: skip
+    with pytest.raises(ConfigError, match="before the pixel-scale change"):
+        load_checkpoint(OmegaConf.create({"ckpt_path": str(old), "run_dir": None}))

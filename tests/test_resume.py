@@ -136,10 +136,11 @@ def test_slurm_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_exactly
     out = finish(proc)
     assert "SIGUSR1: saved" in out, out[-3000:]
     assert list(run.glob("hpc_ckpt_*.ckpt")) and calls.read_text().split() == ["requeue", "4242"]
+    hpc = torch.load(next(run.glob("hpc_ckpt_*.ckpt")), weights_only=True)
+    assert hpc["global_step"] % 125  # inside an epoch: the position in it is what the resume must get right
     requeued = start(*command, env=slurm)  # SLURM reruns the same command
     out = finish(requeued)
     assert requeued.returncode == 0, out[-3000:]
-    hpc = torch.load(next(run.glob("hpc_ckpt_*.ckpt")), weights_only=True)
     assert "resuming" in out and f"step {hpc['global_step']}" in out  # the requeue checkpoint's step
     assert_same_run(run, reference)
 
@@ -173,7 +174,9 @@ def test_a_directory_holding_another_run_is_named(train_run, fmnist_dir: Path) -
     assert f"{run_dir} holds another run (it differs in model.dropout)" in proc.stderr
 
 
-def test_two_runs_started_together_get_two_directories(fmnist_dir: Path, tmp_path: Path) -> None:
+def test_two_runs_started_together_get_two_directories(fmnist_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    for key in [k for k in os.environ if k.startswith("SLURM_")]:  # outside a SLURM job: time-named directories
+        monkeypatch.delenv(key)
     procs = [start(*data_overrides(fmnist_dir), "debug=fast", *SMALL[:4], f"paths.log_dir={tmp_path}")
              for _ in range(2)]  # fmt: skip
     for proc in procs:

@@ -148,9 +148,7 @@ def test_paper_net_runs_end_to_end_on_synthetic_data(train_run) -> None:
 
 
 def test_debug_overfit_memorises_two_batches(train_run) -> None:
-    proc, run_dir = train_run(
-        "debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false"
-    )
+    proc, run_dir = train_run("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
     train_err = [float(r["train/top1_err"]) for r in read_metrics(run_dir) if r["train/top1_err"]]
     assert train_err[0] > 0.5 and train_err[-1] <= 0.05

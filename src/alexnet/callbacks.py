@@ -59,11 +59,13 @@ class TrainErrorTarget(L.Callback):
             "steps_to_target": self.steps_to_target,
             "images_to_target": self.images_to_target,
             "images": self._images,
+            "recent": list(self.recent),  # the running window, so that a resumed run crosses where this one would
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps_to_target, self.images_to_target = state["steps_to_target"], state["images_to_target"]
         self._images = state["images"]
+        self.recent.extend(state.get("recent", []))
 
 
 class RandomStreams(L.Callback):
@@ -74,11 +76,12 @@ class RandomStreams(L.Callback):
     """
 
     def __init__(self, seed: int) -> None:
-        self.seed = seed
+        self.seed, self._rank = seed, 0
         self.dropout: torch.Generator | None = None
         self._pending: dict[str, Any] | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._rank = trainer.global_rank
         self.dropout = generator(self.seed, "dropout", trainer.global_rank, device=pl_module.device)
         for layer in pl_module.modules():
             if isinstance(layer, Dropout):
@@ -100,10 +103,13 @@ class RandomStreams(L.Callback):
     def _restore(self) -> None:
         if self.dropout is None or self._pending is None:
             return  # restored when both the generator and the saved state are there
-        self.dropout.set_state(self._pending["dropout"])
+        if self._rank == 0:  # the checkpoint holds rank zero's stream; the other ranks keep their own seeds
+            self.dropout.set_state(self._pending["dropout"])
         torch.set_rng_state(self._pending["torch"])
         if "cuda" in self._pending and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self._pending["cuda"])
+            states = self._pending["cuda"][: torch.cuda.device_count()]
+            for device, state in enumerate(states):
+                torch.cuda.set_rng_state(state, device)
         self._pending = None
 
 
@@ -123,19 +129,18 @@ class SlurmRequeue(L.Callback):
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._previous = signal.signal(signal.SIGUSR1, self._request)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGUSR1, self._previous)
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # before any loader worker starts (they inherit it: SIGUSR1 must not kill them), kept for the process's
+        # life: a signal during validation or the test is answered at the next training batch, or not at all
+        signal.signal(signal.SIGUSR1, self._request)
 
     def _request(self, signum: int, frame: Any) -> None:
         self.requested = True
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.world_size > 1:  # every process stops at the same batch, or the checkpoint's collectives hang
+            self.requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
         if not self.requested:
             return
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)

@@ -110,12 +110,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.patience": (integer(0), "an integer >= 0 (epochs without improvement)"),
     "scheduler.threshold": (number(0), "a number >= 0"),
     "scheduler.max_reductions": (integer(0), "an integer >= 0 (the paper: 3)"),
-    "trainer.max_epochs": (integer(1), "an integer >= 1"),
+    "trainer.max_epochs": (lambda v: v == -1 and _is_int(v) or integer(1)(v), "an integer >= 1, or -1 (no limit)"),
     "trainer.min_epochs": (optional(integer(0)), "null or an integer >= 0"),
-    "trainer.check_val_every_n_epoch": (integer(1), "an integer >= 1"),
+    "trainer.check_val_every_n_epoch": (optional(integer(1)), "null or an integer >= 1"),
     "trainer.log_every_n_steps": (integer(1), "an integer >= 1"),
     "trainer.deterministic": (one_of(True, False, "warn"), "true, false or warn"),
-    "trainer.precision": (one_of(*PRECISIONS), ", ".join(PRECISIONS)),
+    "trainer.precision": (one_of(*PRECISIONS, 16, 32, 64), ", ".join(PRECISIONS)),
     "trainer.accelerator": (one_of("cpu", "gpu", "cuda", "mps", "auto"), "cpu, gpu, cuda, mps or auto"),
     "trainer.num_nodes": (integer(1), "an integer >= 1"),
     "trainer.limit_train_batches": (limit, "null, a number of batches >= 0 or a fraction in [0, 1]"),
@@ -143,7 +143,7 @@ def check_config(cfg: DictConfig) -> list[str]:
             problems.append(f"{key}={plain!r}: allowed {allowed}")
     trainer, data = cfg.get("trainer") or {}, cfg.get("data") or {}
     min_epochs, max_epochs = trainer.get("min_epochs"), trainer.get("max_epochs")
-    if _is_int(min_epochs) and _is_int(max_epochs) and min_epochs > max_epochs:
+    if _is_int(min_epochs) and _is_int(max_epochs) and max_epochs >= 1 and min_epochs > max_epochs:
         problems.append(f"trainer.min_epochs={min_epochs} > trainer.max_epochs={max_epochs}: allowed min <= max")
     crop, stored = data.get("crop_size"), data.get("stored_size")
     if _is_int(crop) and _is_int(stored) and crop > stored:

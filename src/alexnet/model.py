@@ -119,8 +119,9 @@ class Dropout(nn.Module):
 
     def draw_mask(self, shape: Sequence[int], device: torch.device) -> torch.Tensor:
         """True where a unit is kept; one uniform draw per unit, from the dropout stream if one is attached."""
-        g = self.generator if self.generator is not None and self.generator.device == torch.device(device) else None
-        return torch.rand(tuple(shape), device=device, generator=g) >= self.p
+        if self.generator is not None and self.generator.device != torch.device(device):
+            raise RuntimeError(f"dropout stream on {self.generator.device}, masks wanted on {device}")
+        return torch.rand(tuple(shape), device=device, generator=self.generator) >= self.p
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         if self.p == 0.0:

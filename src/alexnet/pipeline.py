@@ -160,6 +160,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     if state == "finished":
         rank_zero_info(f"{out} holds this run, finished: skipping it (summary.json)")
         return json.loads((out / "summary.json").read_text())
+    if state == "fresh":  # an earlier start that never reached a checkpoint: its rows would only confuse
+        prune_metrics(out / "metrics.csv", 0)
     if state == "resume":
         with open_dict(cfg):
             cfg.ckpt_path = str(checkpoint)
@@ -273,11 +275,11 @@ def fidelity_choices(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def safe_load(path: str | Path) -> dict[str, Any]:
+def safe_load(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """A checkpoint loaded without running code from it: torch's weights-only unpickler admits tensors and plain
     Python types (all our checkpoints hold), and refuses any other object a crafted pickle would build."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise ConfigError(
             f"{path}: refused to load: it holds objects other than tensors and plain Python types, which could run "
@@ -301,6 +303,12 @@ def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
     checkpoint = safe_load(ckpt_path)
     if not checkpoint.get("alexnet_config"):
         raise ConfigError(f"{ckpt_path} holds no run config: it was not written by src/train.py")
+    data_state = next((v for v in checkpoint.values() if isinstance(v, dict) and "class_names" in v), {})
+    if "stats_scale" not in data_state:
+        raise ConfigError(
+            f"{ckpt_path} was written before the pixel-scale change (its net saw pixels on [0, 1] and inverted "
+            "dropout; this version feeds raw 0-255 pixels, docs/fidelity.md): retrain it with this version"
+        )
     run_cfg = OmegaConf.create(checkpoint["alexnet_config"])
     for key in ("test_crops", "batch_size"):
         if cfg.get(key) is not None:

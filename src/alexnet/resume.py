@@ -19,11 +19,13 @@ import yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 CHECKPOINT_GLOBS = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
 # settings that name where and how a run is started, not what it computes
 NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra")
+WHERE = ("default_root_dir", "dirpath", "save_dir", "num_workers")  # at any depth
 CONTINUATION = ("train", "test", "also_test_crops", "train_error_sample")  # what happens after training
 LONGER = ("trainer.max_epochs", "trainer.max_steps", "scheduler.max_reductions")  # extend a run with ckpt_path
 
@@ -46,7 +48,7 @@ def checkpoint_step(path: Path) -> int | None:
     from alexnet.pipeline import ConfigError, safe_load
 
     try:
-        return int(safe_load(path).get("global_step", -1))
+        return int(safe_load(path, mmap=True).get("global_step", -1))  # mmap: no need to read the weights
     except (ConfigError, ValueError, TypeError):
         return None
 
@@ -60,9 +62,16 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def what_ran(cfg: DictConfig | dict) -> dict[str, Any]:
-    """The parts of a resolved config that decide what a run computes."""
+    """The parts of a resolved config that decide what a run computes: not where it writes (paths, directories
+    derived from them, which move with the run directory) nor how many loader workers it used."""
     container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in container.items() if k not in NOT_THE_RUN}
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in WHERE}
+        return node
+
+    return {k: strip(v) for k, v in container.items() if k not in NOT_THE_RUN}
 
 
 def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -101,7 +110,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     given = [a for a in argv[1:] if a.startswith("resume=")]
     if not given:
         return argv
-    run_dir = Path(given[-1].split("=", 1)[1]).expanduser().resolve()
+    run_dir = Path(given[-1].split("=", 1)[1]).expanduser().absolute()
     record = run_dir / ".hydra" / "overrides.yaml"
     if not record.is_file():
         raise SystemExit(f"error: resume={run_dir}: no {record}; name a directory written by src/train.py")
@@ -118,6 +127,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [argv[0], *overrides, *extra, *located]
 
 
+@rank_zero_only
 def prune_metrics(path: Path, step: int) -> None:
     """Drop the rows an interrupted run logged after its checkpoint: the resumed run logs them again."""
     if not path.is_file():

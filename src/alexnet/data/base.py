@@ -189,10 +189,14 @@ class ImageDataModule(L.LightningDataModule):
         sampler = EpochSampler(len(self.sources["train"]), self.shuffle_seed, shuffle=not overfit)  # type: ignore[arg-type]
         loop = self.trainer.fit_loop if self.trainer is not None else None
         if loop is not None:  # resumed: the epoch about to run, and the batches it has already trained on
-            progress = loop.epoch_loop.batch_progress
-            sampler.epoch = loop.epoch_progress.current.processed
-            # processed, not completed: a checkpoint written in on_train_batch_end (SlurmRequeue) counts its batch
-            sampler.skip = 0 if progress.is_last_batch else progress.current.processed * self.batch_size
+            progress, epochs = loop.epoch_loop.batch_progress, loop.epoch_progress.current
+            # a checkpoint from the last batch's end (SlurmRequeue) has not counted its epoch as processed yet
+            sampler.epoch = epochs.processed + int(progress.is_last_batch and epochs.ready > epochs.processed)
+            # processed, not completed: a checkpoint written in on_train_batch_end (SlurmRequeue) counts its batch.
+            # Under data parallelism Lightning splits the order after this sampler, so a mid-epoch position cannot
+            # be skipped per process: the interrupted epoch restarts there (exact resume is single-process).
+            done = 0 if progress.is_last_batch else progress.current.processed
+            sampler.skip = done * self.batch_size if self.trainer.world_size == 1 else 0
         return DataLoader(
             Transformed(self.sources["train"], self.train_transform(), self.shuffle_seed),
             batch_size=self.batch_size,
