@@ -414,5 +414,6 @@ def test_test_crops_experiment_tests_the_same_weights_both_ways(train_run, tmp_p
 
 def test_ablations_train_at_the_papers_rate_whatever_the_default_run_uses(tmp_path: Path) -> None:
     assert compose_train([], tmp_path).optimizer.lr == 0.02  # the embedded default's own recipe
-    for name in ("ablate_lrn", "ablate_dropout", "baseline"):
+    assert compose_train(["experiment=baseline"], tmp_path).optimizer.lr == 0.02  # that recipe, named
+    for name in ("ablate_lrn", "ablate_dropout", "ablate_pooling"):
         assert compose_train([f"experiment={name}"], tmp_path).optimizer.lr == 0.01, name
