@@ -52,6 +52,15 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.05)
 
 
+def interrupted(fmnist_dir: Path, run: Path, how: signal.Signals, pause: float = 0.0) -> subprocess.Popen:
+    """A run of SMALL into `run`, sent `how` once its first checkpoint exists (and `pause` seconds more)."""
+    proc = start(*data_overrides(fmnist_dir), *SMALL, f"hydra.run.dir={run}")
+    wait_for(run / "checkpoints" / "last.ckpt", proc)
+    time.sleep(pause)
+    proc.send_signal(how)
+    return proc
+
+
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
@@ -80,10 +89,7 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(
     reference: Path, fmnist_dir: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    proc = start(*data_overrides(fmnist_dir), *SMALL, f"hydra.run.dir={run}")
-    wait_for(run / "checkpoints" / "last.ckpt", proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    interrupted(fmnist_dir, run, signal.SIGKILL).wait()
     assert not (run / "summary.json").exists()
     resumed = start(f"resume={run}")
     out = finish(resumed)
@@ -100,10 +106,7 @@ def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(
     reference: Path, fmnist_dir: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    proc = start(*data_overrides(fmnist_dir), *SMALL, f"hydra.run.dir={run}")
-    wait_for(run / "checkpoints" / "last.ckpt", proc)
-    time.sleep(0.3)  # into the second epoch (125 batches of 4)
-    proc.send_signal(signal.SIGTERM)
+    proc = interrupted(fmnist_dir, run, signal.SIGTERM, pause=0.3)  # into the second epoch (125 batches of 4)
     out = finish(proc)
     assert proc.returncode == 1 and f"resume={run}" in out, out[-3000:]
     saved = torch.load(run / "checkpoints" / "on_exception.ckpt", weights_only=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections import deque
@@ -12,6 +11,7 @@ import lightning as L
 import torch
 
 from alexnet.model import Dropout
+from alexnet.resume import slurm_job_id
 from alexnet.streams import generator
 
 
@@ -145,10 +145,6 @@ class SlurmRequeue(L.Callback):
             return
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
         trainer.save_checkpoint(path)
-        job = (
-            os.environ.get("SLURM_ARRAY_JOB_ID")
-            and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-        )
-        job = job or os.environ.get("SLURM_JOB_ID", "")
+        job = slurm_job_id() or ""
         code = subprocess.call(["scontrol", "requeue", job]) if trainer.is_global_zero else 0
         raise Requeued(f"SIGUSR1: saved {path} at step {trainer.global_step}; scontrol requeue {job} exit {code}")

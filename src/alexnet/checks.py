@@ -14,7 +14,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-VAL_METRICS = ("val/top1_err", "val/top5_err", "val/loss")
+from alexnet.module import AlexNetModule
+
+VAL_METRICS = AlexNetModule.VAL_METRICS  # what a schedule or checkpoint can watch
 PRECISIONS = ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "transformer-engine")
 
 

@@ -30,14 +30,21 @@ CONTINUATION = ("train", "test", "also_test_crops", "train_error_sample")  # wha
 LONGER = ("trainer.max_epochs", "trainer.max_steps", "scheduler.max_reductions")  # extend a run with ckpt_path
 
 
+def slurm_job_id() -> str | None:
+    """This SLURM batch job's id as `scontrol requeue` takes it (<array job>_<task> in an array); None outside one
+    (or in an interactive allocation, which Lightning does not treat as SLURM either)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    return f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else job
+
+
 def run_id() -> str:
     """A run directory's name: the start time and a random suffix, so two runs started in the same second get two
     directories; under SLURM the job's id, so that a requeued job finds its own directory and checkpoints."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if job and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        array = os.environ.get("SLURM_ARRAY_TASK_ID")
-        return f"slurm-{os.environ.get('SLURM_ARRAY_JOB_ID', job)}" + (f"_{array}" if array else "")
-    return time.strftime("%Y-%m-%d_%H-%M-%S_") + secrets.token_hex(3)
+    job = slurm_job_id()
+    return f"slurm-{job}" if job else time.strftime("%Y-%m-%d_%H-%M-%S_") + secrets.token_hex(3)
 
 
 OmegaConf.register_new_resolver("alexnet.run_id", run_id, use_cache=True, replace=True)

@@ -172,10 +172,12 @@ class ImageDataModule(L.LightningDataModule):
         """What validation (1), the test (test_crops) and src/predict.py feed the net: the same pixels and mean."""
         return EvalTransform(self.crop_size, self.mean, crops=crops, pixel_max=self.pixel_max)
 
-    def _loader(self, split: str, transform: Callable) -> DataLoader:  # in order: validation and test
+    def _loader(self, split: str, transform: Callable, sampler: EpochSampler | None = None) -> DataLoader:
+        """In order (validation, test), or in the sampler's (epoch, index) keys (training)."""
         return DataLoader(
-            Transformed(self.sources[split], transform),
+            Transformed(self.sources[split], transform, self.shuffle_seed),
             batch_size=self.batch_size,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -197,13 +199,7 @@ class ImageDataModule(L.LightningDataModule):
             # be skipped per process: the interrupted epoch restarts there (exact resume is single-process).
             done = 0 if progress.is_last_batch else progress.current.processed
             sampler.skip = done * self.batch_size if self.trainer.world_size == 1 else 0
-        return DataLoader(
-            Transformed(self.sources["train"], self.train_transform(), self.shuffle_seed),
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return self._loader("train", self.train_transform(), sampler)
 
     def train_sample_dataloader(self, n: int, seed: int = 0) -> DataLoader:
         """A fixed random `n` of the training images as the test sees them (centre crop, no flip, no colour
