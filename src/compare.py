@@ -1,7 +1,9 @@
 """Compare the arms of a sweep and judge the paper's claim: a table, a Markdown report and plots.
 
     python src/compare.py logs/train/multiruns/ablate_lrn/<time> [more sweep dirs] --out experiments/ablate_lrn
-    python src/compare.py --index experiments      # rebuild the claim table in experiments/README.md
+    python src/compare.py --index experiments      # Holm across every claim; the table in experiments/README.md
+    python src/compare.py SWEEP --experiment ablate_test_crops --out DIR   # a claim measured on another's runs
+    python src/compare.py TUNING_SWEEP --select    # Fig. 1: each arm's learning rate, chosen on the tuning seeds
 
 Reads each run's config.yaml, summary.json and metrics.csv (no W&B needed).
 """
@@ -13,22 +15,40 @@ import json
 import math
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # python src/compare.py finds the package beside it
 
 from alexnet import plots  # noqa: E402
-from alexnet.report import VERDICT_RULE, Comparison, Run, group_arms, judge, load_runs, write_claim_json  # noqa: E402
+from alexnet.module import VIEWS  # noqa: E402
+from alexnet.report import (  # noqa: E402
+    Run,
+    by_epoch,
+    capped,
+    censored,
+    chosen_settings,
+    group_arms,
+    judge,
+    load_runs,
+    write_claim_json,
+)
+from alexnet.utils import write_json  # noqa: E402
+from alexnet.verdict import VERDICT_RULE, Comparison, adjust  # noqa: E402
 
 COLUMNS = {  # metric -> (header, as percent)
     "test/top1_err": ("test top-1 %", True),
-    "test/top5_err": ("test top-5 %", True),
+    "test/loss": ("test loss", False),
     "best_val/top1_err": ("best val top-1 %", True),
-    "overfit_gap": ("overfit gap (pts)", True),
+    "train_eval/top1_err": ("train top-1 % (eval mode, last epoch)", True),
+    "overfit_gap": ("gap, last epoch (pts)", True),
+    "overfit_gap_matched": ("gap at matched train error (pts)", True),
+    "epochs_to_train_err": ("epochs to train error", False),
     "steps_to_target": ("steps to target", False),
     "epochs_to_target": ("epochs to target", False),
     "best_epoch": ("best epoch", False),
@@ -36,41 +56,82 @@ COLUMNS = {  # metric -> (header, as percent)
     "wall_seconds": ("wall s", False),
 }
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+VSTART, VEND = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
 
 
-def mean_std(values: list[float | None], percent: bool) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
+def is_percent(metric: str) -> bool:
+    return metric.endswith("_err") or metric.startswith("overfit_gap") or metric == "best_val/top1_err"
+
+
+def mean_std(values: list[float], bounds: list[bool], percent: bool) -> str:
+    """mean ± std over seeds; with runs that ended before the event, the mean is a bound (≥)."""
+    if not values:
         return "–"
     scale = 100 if percent else 1
-    finite = [v * scale for v in vals if math.isfinite(v)]
-    never = len(vals) - len(finite)
-    if not finite:
-        return "never"
-    text = f"{np.mean(finite):.2f} ± {np.std(finite, ddof=1) if len(finite) > 1 else 0:.2f}"
-    return text + (f" ({never} never)" if never else "")
+    vals = np.array(values, float) * scale
+    text = f"{vals.mean():.2f} ± {vals.std(ddof=1) if len(vals) > 1 else 0:.2f}"
+    return f"≥ {text} ({sum(bounds)} censored)" if any(bounds) else text
 
 
-def arm_rows(arms: dict[str, list[Run]]) -> tuple[list[str], list[list[str]]]:
-    present = [m for m in COLUMNS if any(r.metrics.get(m) is not None for runs in arms.values() for r in runs)]
-    header = ["arm", "n", *(COLUMNS[m][0] for m in present)]
-    rows = [[arm, str(len(runs)), *(mean_std([r.metrics[m] for r in runs], COLUMNS[m][1]) for m in present)]
-            for arm, runs in arms.items()]  # fmt: skip
+def arm_rows(arms: dict[str, list[Run]], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    present = [m for m in metrics if any(r.metrics.get(m) is not None for runs in arms.values() for r in runs)]
+    header = ["arm", "n", *(COLUMNS.get(m, (m, False))[0] for m in present)]
+    rows = []
+    for arm, runs in arms.items():
+        cells = []
+        for m in present:
+            kept = [r for r in runs if r.metrics.get(m) is not None]
+            cells.append(mean_std([capped(r, m) for r in kept], [censored(r, m) for r in kept],
+                                  COLUMNS.get(m, (m, is_percent(m)))[1]))  # fmt: skip
+        rows.append([arm, str(len(runs)), *cells])
     return header, rows
 
 
-def fmt_delta(c: Comparison) -> tuple[str, str]:
-    if c.ratio:
-        return f"×{math.exp(c.delta):.2f}", f"[×{math.exp(c.low):.2f}, ×{math.exp(c.high):.2f}]"
-    percent = c.metric != "best_epoch" and "steps" not in c.metric
-    scale, unit = (100, " pts") if percent else (1, "")
-    return f"{c.delta * scale:+.2f}{unit}", f"[{c.low * scale:+.2f}, {c.high * scale:+.2f}]"
+def fmt_value(metric: str, value: float, ratio: bool, signed: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if ratio:
+        return f"×{math.exp(value):.2f}"
+    if is_percent(metric):
+        return f"{value * 100:+.2f} pts" if signed else f"{value * 100:.2f} pts"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def fmt_paper(c: Comparison) -> str:
-    if c.paper in ("+", "-") or c.ratio:
-        return {"+": "higher", "-": "lower"}.get(c.paper, c.paper.replace("x", "×"))
-    return f"{float(c.paper) * 100:+.1f} pts"
+def fmt_delta(c: dict | Comparison) -> tuple[str, str]:
+    c = c if isinstance(c, dict) else asdict(c)
+    delta = fmt_value(c["metric"], c["delta"], c["ratio"])
+    if math.isnan(c["low"]):
+        return delta, "–"
+    return delta, f"[{fmt_value(c['metric'], c['low'], c['ratio'])}, {fmt_value(c['metric'], c['high'], c['ratio'])}]"
+
+
+def fmt_p(p: float | None) -> str:
+    return "–" if p is None or math.isnan(p) else f"{p:.3g}"
+
+
+def verdict_cells(c: dict) -> list[str]:
+    """The verdict and what it rests on: MDE and seeds needed where inconclusive."""
+    verdict = f"**{c['verdict']}**"
+    if c["verdict"] == "inconclusive" and not math.isnan(c["mde"]):
+        need = c.get("seeds_needed")
+        more = f"; the paper's size needs {need} seeds" if need else ("; no size to detect" if c.get("size") is None
+                                                                      else "; > 10,000 seeds")  # fmt: skip
+        verdict += f" (MDE {fmt_value(c['metric'], c['mde'], c['ratio'], signed=False)}{more})"
+    if c["verdict"] == "reproduced" and not math.isnan(c.get("p_paper", math.nan)) and c["p_paper"] < 0.05:
+        verdict += " (smaller than the paper's size)"
+    return [verdict, c.get("note") or ""]
+
+
+def claim_table(comparisons: list[dict], adjusted: bool) -> str:
+    header = ["metric", "paper", "paper's size here", "measured Δ", "95% interval", "p (Δ=0)", "p (paper's size)",
+              "verdict" + (" (Holm, whole table)" if adjusted else " (this claim alone)"), "note"]  # fmt: skip
+    rows = []
+    for c in comparisons:
+        size = fmt_value(c["metric"], c["size"], c["ratio"]) if c.get("size") is not None else "–"
+        p, pp = (c.get("p_holm"), c.get("p_paper_holm")) if adjusted else (c["p"], c["p_paper"])
+        cells = verdict_cells(c if adjusted else {**c, "verdict": c["verdict_alone"]})
+        rows.append([c["metric"], c["paper"], size, *fmt_delta(c), fmt_p(p), fmt_p(pp), *cells])
+    return markdown_table(header, rows)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -81,44 +142,103 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title)
     for h in header:
-        table.add_column(h, justify="left" if h in ("arm", "metric", "verdict") else "right")
+        table.add_column(h, justify="left" if h in ("arm", "metric", "verdict", "seed") else "right")
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*(x.replace("**", "") for x in r))
     Console().print(table)
 
 
-def report(sweeps: list[Path], out: Path) -> dict:
-    runs = load_runs(sweeps)
+def per_seed_table(results: list[Comparison]) -> str:
+    """Every seed's values of every metric: ref / ablated (≥: a bound)."""
+    seeds = sorted({s for c in results for s in c.seeds})
+    if not seeds:
+        return ""
+    header = ["seed", *(f"{c.metric}: ref / abl" for c in results)]
+    rows = []
+    for seed in seeds:
+        cells = []
+        for c in results:
+            if seed not in c.seeds:
+                cells.append("–")
+                continue
+            i = c.seeds.index(seed)
+            ref = _seed_value(c.metric, c.reference[i], c.censored["reference"][i])
+            cells.append(f"{ref} / {_seed_value(c.metric, c.ablated[i], c.censored['ablated'][i])}")
+        rows.append([str(seed), *cells])
+    return markdown_table(header, rows)
+
+
+def _seed_value(metric: str, value: float, bound: bool) -> str:
+    return ("≥" if bound else "") + (f"{value * 100:.2f}" if is_percent(metric) else f"{value:.4g}")
+
+
+def convergence(runs: list[Run], spread: float = 0.002) -> str:
+    """The reference arm converged: its last 3 epochs' validation errors within `spread` of each other."""
+    lines, ok = [], 0
+    for run in sorted(runs, key=lambda r: r.seed):
+        val = [v for _, v in sorted(by_epoch(run.curves, "val/top1_err").items())]
+        if len(val) < 3:
+            return ""
+        width = max(val[-3:]) - min(val[-3:])
+        ok += width <= spread
+        lines.append(f"seed {run.seed}: {width * 100:.2f}")
+    return (f"Convergence of the reference arm (last 3 epochs' val top-1 within {spread * 100:.1f} points): "
+            f"**{ok} of {len(runs)} runs** ({'; '.join(lines)} points).")  # fmt: skip
+
+
+def lr_cuts(arms: dict[str, list[Run]]) -> str:
+    parts = []
+    for arm, runs in arms.items():
+        cuts = sorted({tuple(r.summary.get("lr_reduction_epochs") or []) for r in runs})
+        if any("lr_reduction_epochs" in r.summary for r in runs):
+            shown = " or ".join(f"[{', '.join(map(str, c))}]" if c else "none" for c in cuts)
+            parts.append(f"{arm}: {shown}")
+    return ("Learning-rate cuts (÷10 after these epochs): " + "; ".join(parts) + ".") if parts else ""
+
+
+def views_table(arms: dict[str, list[Run]]) -> str:
+    """10-crop diagnostics: the error of each view, of centre + mirror, of all ten (§4.1)."""
+    runs = [r for runs in arms.values() for r in runs if r.metrics.get("test/view0_top1_err") is not None]
+    if not runs:
+        return ""
+    names = [*(f"test/view{i}_top1_err" for i in range(10)), "test/centre_mirror_top1_err", "test/top1_err"]
+    labels = [*VIEWS, "centre + mirror", "all ten"]
+    rows = [[label, mean_std([r.metrics[n] for r in runs], [False] * len(runs), True)]
+            for label, n in zip(labels, names, strict=True)]  # fmt: skip
+    return f"10-crop diagnostics over {len(runs)} converged runs (top-1 %, mean ± std):\n\n" + markdown_table(
+        ["test view", "top-1 %"], rows
+    )
+
+
+def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict:
+    claim_override = load_claim(experiment) if experiment else None
+    runs = load_runs(sweeps, claim_override)
     if not runs:
         sys.exit(f"error: no finished runs (summary.json) under {', '.join(map(str, sweeps))}")
     claim, results, chosen = judge(runs)
-    experiment = runs[0].cfg.get("experiment_name")
+    experiment = experiment or runs[0].cfg.get("experiment_name")
     select_by = claim.get("select_by")
-    arms = group_arms(runs, select_by)
+    arms = chosen if select_by else group_arms(runs)
     out.mkdir(parents=True, exist_ok=True)
 
-    header, rows = arm_rows(arms)
+    metrics = [*claim["paper"], *(m for m in COLUMNS if m not in claim["paper"])]
+    header, rows = arm_rows(arms, metrics)
     print_table(f"{experiment}: mean ± std over seeds", header, rows)
-    claim_rows = [
-        [c.metric, fmt_paper(c), *fmt_delta(c), c.verdict + (f" ({c.note})" if c.note else "")] for c in results
-    ]
-    claim_header = [
-        "metric",
-        "paper",
-        f"measured Δ ({claim['ablated']} − {claim['reference']})",
-        "95% interval",
-        "verdict",
-    ]
-    print_table(f"§{claim.get('section')}: {claim.get('text')}", claim_header, claim_rows)
+    write_claim_json(out / "claim.json", experiment, claim, results, extra=_extra(runs, claim, arms))
+    comparisons = json.loads((out / "claim.json").read_text())["comparisons"]
+    print_table(f"§{claim.get('section')}: {claim.get('text')}", *_plain(comparisons))
 
     figures = []
     if any("train/top1_err_running" in r.curves for r in runs):
-        target, window = runs[0].summary.get("train_error_target"), runs[0].summary.get("train_error_window")
-        ratio = next((c for c in results if c.metric == "steps_to_target" and c.ratio), None)
-        speed = f"; {claim['ablated']} / {claim['reference']} steps = ×{math.exp(ratio.delta):.2f}" if ratio else ""
-        title = f"{experiment}: steps to {target:.0%} training error{speed}"
-        figures.append(plots.steps_to_target(chosen, target, window, out / "steps_to_target.png", title))
-    curves = plots.learning_curves(arms, out / "learning_curves.png", f"{experiment}: top-1 error, mean ± std")
+        figures.append(
+            plots.training_error_by_epoch(
+                chosen,
+                runs[0].summary.get("train_error_targets") or [],
+                out / "fig1_training_error.png",
+                f"{experiment}: training error (last 20 batches), per seed",
+            )
+        )
+    curves = plots.learning_curves(arms, out / "learning_curves.png", f"{experiment}: per seed")
     if curves:
         figures.append(curves)
 
@@ -126,20 +246,31 @@ def report(sweeps: list[Path], out: Path) -> dict:
     commits = sorted(
         {f"{r.summary['git']['commit'][:7]}{' (dirty)' if r.summary['git'].get('dirty') else ''}" for r in runs}
     )
+    regenerate = f"bash experiments/programme.sh {experiment}"
+    tuning = claim.get("tuning_seeds")
     lines = [
         f"# {experiment}: §{claim.get('section')} — {claim.get('text')}",
         "",
         "Generated by `src/compare.py` from the sweep's run directories; regenerate with",
         "",
-        f"```bash\nbash experiments/run.sh {experiment}\n```",
+        f"```bash\n{regenerate}\n```",
         "",
-        f"Runs: {sum(len(v) for v in arms.values())} ({', '.join(f'{a}: {len(v)}' for a, v in arms.items())}), "
-        f"seeds {sorted({r.seed for r in runs})}, code at commit {', '.join(commits)}. "
-        + (f"Whole sweep: {sum(seconds) / 60:.1f} min wall. " if all(seconds) else "")
+        f"Runs compared: {sum(len(v) for v in arms.values())} "
+        f"({', '.join(f'{a}: {len(v)}' for a, v in arms.items())}), "
+        f"seeds {sorted({r.seed for rs in arms.values() for r in rs})}"
+        + (f" ({select_by} chosen per arm on tuning seeds {tuning}: {len(runs)} runs in all)" if tuning else "")
+        + f", code at commit {', '.join(commits)}. "
+        + (f"Whole sweep: {sum(seconds) / 60:.1f} min wall on a 2-core CPU. " if all(seconds) else "")
         + f"Setting: {_setting(runs[0], select_by)}."
         + _target_note(runs[0]),
         "",
         _choices_note(arms),
+        "",
+        lr_cuts(arms),
+        "",
+        convergence(arms.get(claim["reference"], []))
+        if runs[0].cfg.get("budget", {}).get("name") == "converged"
+        else "",
         "",
         "## Arms (mean ± std over seeds)",
         "",
@@ -147,16 +278,48 @@ def report(sweeps: list[Path], out: Path) -> dict:
         "",
         "## The claim",
         "",
-        markdown_table(claim_header, claim_rows),
+        VSTART,
+        claim_table(comparisons, adjusted=False),
+        VEND,
         "",
         f"Verdict rule: {VERDICT_RULE}",
+        "",
+        "## Per seed",
+        "",
+        per_seed_table(results),
+        "",
+        views_table(arms),
         "",
         *(f"![{f.stem}]({f.name})\n" for f in figures),
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    write_claim_json(out / "claim.json", experiment, claim, results)
     print(f"wrote {out / 'report.md'}, {out / 'claim.json'} and {len(figures)} figure(s)")
     return {"claim": claim, "results": results}
+
+
+def _plain(comparisons: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["metric", "paper", "size here", "measured Δ", "95% interval", "p", "verdict"]
+    return header, [[c["metric"], c["paper"], fmt_value(c["metric"], c["size"], c["ratio"])
+                     if c.get("size") is not None else "–", *fmt_delta(c), fmt_p(c["p"]),
+                     verdict_cells(c)[0]] for c in comparisons]  # fmt: skip
+
+
+def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]]) -> dict:
+    extra: dict = {"runs": {arm: [str(r.path) for r in rs] for arm, rs in arms.items()}}
+    if claim.get("select_by"):
+        extra["chosen"] = chosen_settings(runs, claim)
+    return extra
+
+
+def load_claim(experiment: str) -> dict:
+    """The `claim:` block of conf/experiment/NAME.yaml, for a claim measured on another experiment's runs."""
+    path = Path(__file__).resolve().parents[1] / "conf" / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        sys.exit(f"error: no experiment {experiment!r} ({path} does not exist)")
+    claim = OmegaConf.to_container(OmegaConf.load(path)).get("claim")
+    if not claim:
+        sys.exit(f"error: {path} states no claim")
+    return claim
 
 
 def _choices_note(arms: dict[str, list[Run]]) -> str:
@@ -202,40 +365,57 @@ def _setting(run: Run, select_by: str | None) -> str:
 
 
 def index(folder: Path) -> None:
-    """Rebuild the claim table of folder/README.md from every folder/*/claim.json."""
+    """Holm's correction across every folder/*/claim.json, written back into each claim.json and report.md, and
+    the claim table of folder/README.md, and the summary figure folder/summary.png."""
+    paths = sorted(folder.glob("*/claim.json"))
+    claims = [json.loads(p.read_text()) for p in paths]
+    adjust(claims)
     rows = []
-    for path in sorted(folder.glob("*/claim.json")):
-        c = json.loads(path.read_text())
-        for comp in c["comparisons"]:
-            comparison = Comparison(
-                comp["metric"],
-                comp["paper"],
-                [],
-                [],
-                comp["delta"],
-                comp["low"],
-                comp["high"],
-                comp["verdict"],
-                comp["ratio"],
+    for path, c in zip(paths, claims, strict=True):
+        write_json(path, c)
+        report_md = path.parent / "report.md"
+        if report_md.is_file() and VSTART in report_md.read_text():
+            head, rest = report_md.read_text().split(VSTART, 1)
+            report_md.write_text(
+                head
+                + VSTART
+                + "\n"
+                + claim_table(c["comparisons"], adjusted=True)
+                + "\n\n"
+                + claim_table(c["comparisons"], adjusted=False)
+                + "\n"
+                + VEND
+                + rest.split(VEND, 1)[1]
             )
-            delta, interval = fmt_delta(comparison)
-            rows.append([f"§{c['section']} {c['claim']}", comp["metric"], fmt_paper(comparison), f"{delta} {interval}",
-                         f"**{comp['verdict']}**", f"[{c['experiment']}]({path.parent.name}/report.md)"])  # fmt: skip
-    table = markdown_table(["claim", "metric", "paper", "measured Δ (95% interval)", "verdict", "report"], rows)
+        for comp in c["comparisons"]:
+            delta, interval = fmt_delta(comp)
+            size = fmt_value(comp["metric"], comp["size"], comp["ratio"]) if comp.get("size") is not None else "–"
+            rows.append([f"§{c['section']} {c['claim']}", comp["metric"], comp["paper"], size, f"{delta} {interval}",
+                         verdict_cells(comp)[0], f"[{c['experiment']}]({path.parent.name}/report.md)"])  # fmt: skip
+    table = markdown_table(
+        ["claim", "metric", "paper", "paper's size here", "measured Δ (95% interval)", "verdict (Holm)", "report"], rows
+    )
+    if claims:
+        plots.summary(claims, folder / "summary.png")
     readme = folder / "README.md"
     text = readme.read_text()
     if START not in text or END not in text:
         sys.exit(f"error: {readme} has no {START} ... {END} block to fill")
     head, rest = text.split(START, 1)
     readme.write_text(head + START + "\n" + table + "\n" + END + rest.split(END, 1)[1])
-    print(f"wrote the claim table ({len(rows)} rows) into {readme}")
+    print(f"wrote the claim table ({len(rows)} rows, Holm-corrected) into {readme} and {folder / 'summary.png'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="*", type=Path, help="sweep directories of src/train.py -m")
     parser.add_argument("--out", type=Path, help="where report.md, claim.json and the plots go")
-    parser.add_argument("--index", type=Path, metavar="FOLDER", help="rebuild FOLDER/README.md's claim table")
+    parser.add_argument(
+        "--index", type=Path, metavar="FOLDER", help="Holm-correct and rebuild FOLDER/README.md's table"
+    )
+    parser.add_argument("--experiment", help="judge the runs on this experiment's claim (e.g. ablate_test_crops)")
+    parser.add_argument("--select", action="store_true",
+                        help="print each arm's chosen setting (Fig. 1's learning rate) as ARM=VALUE lines")  # fmt: skip
     args = parser.parse_args()
     if args.index:
         return index(args.index)
@@ -245,7 +425,14 @@ def main() -> None:
     if missing:
         sys.exit(f"error: not a directory: {', '.join(missing)}")
     try:
-        report(args.sweeps, args.out or Path(os.getcwd()) / "report")
+        if args.select:
+            runs = load_runs(args.sweeps)
+            if not runs:
+                sys.exit(f"error: no finished runs (summary.json) under {', '.join(map(str, args.sweeps))}")
+            for arm, value in chosen_settings(runs, runs[0].cfg["claim"]).items():
+                print(f"{arm}={value}")
+            return
+        report(args.sweeps, args.out or Path(os.getcwd()) / "report", args.experiment)
     except ValueError as e:
         sys.exit(f"error: {e}")
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
 
 from alexnet.model import Dropout
+from alexnet.module import error_rates
 from alexnet.resume import slurm_job_id
 from alexnet.streams import generator
 
@@ -18,18 +20,25 @@ from alexnet.streams import generator
 class TrainErrorTarget(L.Callback):
     """Follows the training error over the last `window` batches (a running stand-in for the epoch
     training error of Fig. 1, which needs many steps per point) and records the first step at which it
-    is <= `target`. With `stop`, training ends there: the question is how fast, not how far."""
+    is <= each target (one number, or several: Fig. 1 at 25% and at the errors a net reaches after several
+    epochs, in one run). With `stop`, training ends when the last target is reached: the question is how
+    fast, not how far."""
 
-    def __init__(self, target: float = 0.25, window: int = 20, stop: bool = True) -> None:
-        if not 0 < target < 1:
-            raise ValueError(f"target={target}: a training error in (0, 1)")
+    def __init__(self, target: float | Sequence[float] = 0.25, window: int = 20, stop: bool = True) -> None:
+        targets = [float(t) for t in ([target] if isinstance(target, (int, float)) else target)]
+        if not targets or not all(0 < t < 1 for t in targets):
+            raise ValueError(f"target={target}: a training error in (0, 1), or a list of them")
         if window < 1:
             raise ValueError(f"window={window}: a number of batches >= 1")
-        self.target, self.window, self.stop = target, window, stop
+        self.targets = sorted(set(targets), reverse=True)  # the first reached first
+        self.target, self.window, self.stop = self.targets[0], window, stop
         self.recent: deque[float] = deque(maxlen=window)
-        self.steps_to_target: int | None = None
-        self.images_to_target: int | None = None
+        self.reached: dict[float, tuple[int, int]] = {}  # target -> (step, images) at which it was first reached
         self._images = 0
+
+    @property
+    def steps_to_target(self) -> int | None:
+        return self.reached.get(self.target, (None, None))[0]
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
@@ -41,31 +50,63 @@ class TrainErrorTarget(L.Callback):
         self._images += len(batch[1]) * trainer.world_size
         running = sum(self.recent) / len(self.recent)
         pl_module.log("train/top1_err_running", running, on_step=True, on_epoch=False)
-        if self.steps_to_target is None and len(self.recent) == self.window and running <= self.target:
-            self.steps_to_target, self.images_to_target = trainer.global_step, self._images
-            if self.stop:
-                trainer.should_stop = True
+        if len(self.recent) < self.window:
+            return
+        for target in self.targets:
+            if target not in self.reached and running <= target:
+                self.reached[target] = (trainer.global_step, self._images)
+        if self.stop and len(self.reached) == len(self.targets):
+            trainer.should_stop = True
 
     def summary(self) -> dict[str, Any]:
+        first = self.reached.get(self.target, (None, None))
         return {
             "train_error_target": self.target,
+            "train_error_targets": self.targets,
             "train_error_window": self.window,
-            "steps_to_target": self.steps_to_target,
-            "images_to_target": self.images_to_target,
+            "steps_to_target": first[0],
+            "images_to_target": first[1],
+            # every target: [step, images] when reached, null when the run ended first (a bound: > its steps)
+            "to_targets": {f"{t:g}": list(self.reached[t]) if t in self.reached else None for t in self.targets},
         }
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "steps_to_target": self.steps_to_target,
-            "images_to_target": self.images_to_target,
+            "reached": {str(t): list(v) for t, v in self.reached.items()},
             "images": self._images,
             "recent": list(self.recent),  # the running window, so that a resumed run crosses where this one would
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps_to_target, self.images_to_target = state["steps_to_target"], state["images_to_target"]
+        self.reached = {float(t): (v[0], v[1]) for t, v in state.get("reached", {}).items()}
+        if "steps_to_target" in state and state["steps_to_target"] is not None:  # a checkpoint of one target
+            self.reached[self.target] = (state["steps_to_target"], state["images_to_target"])
         self._images = state["images"]
         self.recent.extend(state.get("recent", []))
+
+
+class TrainEvalError(L.Callback):
+    """After every `every` epochs, the error and loss of the current weights on a fixed sample of the training
+    images as the test sees them (eval mode: no dropout; centre crop, no flip, no colour noise), logged as
+    `train_eval/top1_err` and `train_eval/loss` beside `val/...`. Set against the validation error of the same
+    weights it is the overfitting gap, epoch by epoch; the running training error under dropout and augmentation
+    cannot be. `sample`: how many training images (null: all of them)."""
+
+    def __init__(self, sample: int | None = 5000, every: int = 1, seed: int = 0) -> None:
+        if sample is not None and sample < 1:
+            raise ValueError(f"sample={sample}: a number of training images >= 1, or null for all")
+        if every < 1:
+            raise ValueError(f"every={every}: a number of epochs >= 1")
+        self.sample, self.every, self.seed = sample, every, seed
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every and not trainer.should_stop:
+            return
+        datamodule = trainer.datamodule
+        n = len(datamodule.sources["train"]) if self.sample is None else self.sample
+        rates = error_rates(pl_module, datamodule.train_sample_dataloader(n, self.seed), loss=True)
+        # computed on every process alike (one sample), so no syncing is needed
+        pl_module.log_dict({f"train_eval/{k}": v for k, v in rates.items()}, on_step=False, on_epoch=True)
 
 
 class RandomStreams(L.Callback):

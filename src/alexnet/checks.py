@@ -63,6 +63,15 @@ def padding(v: Any) -> bool:
     return isinstance(v, list | tuple | ListConfig) and len(v) == 4 and all(_is_int(p) and p >= 0 for p in v)
 
 
+def errors(v: Any) -> bool:  # one training error in (0, 1), or a non-empty list of them
+    values = v if isinstance(v, list | tuple) else [v]
+    return bool(values) and all(_is_number(e) and 0 < e < 1 for e in values)
+
+
+def milestones(v: Any) -> bool:
+    return isinstance(v, list | tuple) and all(_is_int(m) and m >= 1 for m in v) and list(v) == sorted(set(v))
+
+
 def crop_counts(v: Any) -> bool:
     return isinstance(v, list | tuple | ListConfig) and all(c in (1, 10) and _is_int(c) for c in v)
 
@@ -72,6 +81,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (integer(0), "an integer >= 0"),
     "train": BOOL,
     "test": BOOL,
+    "stop_on_nonfinite": BOOL,
     "train_error_sample": (optional(integer(1)), "null or a number of training images >= 1"),
     "also_test_crops": (crop_counts, "a list of crop counts, each 1 or 10"),
     "model.width": (number(0, low_open=True), "a number > 0 (1.0: the paper's 96, 256, 384, 384, 256 kernels)"),
@@ -124,7 +134,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.limit_val_batches": (limit, "null, a number of batches >= 0 or a fraction in [0, 1]"),
     "trainer.limit_test_batches": (limit, "null, a number of batches >= 0 or a fraction in [0, 1]"),
     "callbacks.model_checkpoint.monitor": (one_of(*VAL_METRICS), ", ".join(VAL_METRICS)),
-    "callbacks.train_error_target.target": (number(0, 1, low_open=True, high_open=True), "a training error in (0, 1)"),
+    "scheduler.milestones": (milestones, "a list of increasing epoch counts >= 1, e.g. [8, 11]"),
+    "callbacks.train_error_target.target": (errors, "a training error in (0, 1), or a list of them"),
+    "callbacks.train_eval_error.sample": (optional(integer(1)), "null (every training image) or a number >= 1"),
+    "callbacks.train_eval_error.every": (integer(1), "a number of epochs >= 1"),
     "callbacks.train_error_target.window": (integer(1), "a number of batches >= 1"),
     "callbacks.train_error_target.stop": BOOL,
 }

@@ -26,6 +26,12 @@ class TopKError(MulticlassAccuracy):
         return 1.0 - super().compute()
 
 
+# the order of data.transforms.ten_crop: four corners, centre, then their mirrors
+VIEWS = ("top_left", "top_right", "bottom_left", "bottom_right", "centre", *(f"{v}_mirror" for v in
+         ("top_left", "top_right", "bottom_left", "bottom_right", "centre")))  # fmt: skip
+CENTRE, CENTRE_MIRROR = 4, 9
+
+
 def average_softmax(logits: torch.Tensor, crops: int) -> torch.Tensor:
     """§4.1: the prediction for an image is the mean of the softmax outputs of its crops."""
     return logits.softmax(-1).view(-1, crops, logits.shape[-1]).mean(1)
@@ -49,12 +55,17 @@ class AlexNetModule(L.LightningModule):
         for stage in ("train", "val", "test"):  # train_metrics, val_metrics, test_metrics
             errors = {"top1_err": TopKError(num_classes, 1), "top5_err": TopKError(num_classes, 5)}
             setattr(self, f"{stage}_metrics", MetricCollection(errors, prefix=f"{stage}/"))
+        # 10-crop diagnostics (§4.1): the top-1 error of each view alone, and of the centre + its mirror
+        views = {f"view{i}_top1_err": TopKError(num_classes, 1) for i in range(len(VIEWS))}
+        self.view_metrics = MetricCollection({**views, "centre_mirror_top1_err": TopKError(num_classes, 1)})
         self._epoch_start = self._last_batch_end = 0.0
         self._images_seen = 0
         self.val_history: list[dict[str, float]] = []  # one row per validation, kept in checkpoints
         self.replicas_identical: bool | None = None  # set after data-parallel training
         self.batch_error = torch.tensor(float("nan"))
         self.test_name = "test"  # what test metrics are logged as
+        self.stop_on_nonfinite = False  # a non-finite loss ends training (recorded) instead of raising
+        self.diverged_at: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -68,8 +79,11 @@ class AlexNetModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         if x.ndim == 5:  # multi-crop test: average probabilities, then the loss of that average
-            scores = self.predict_proba(x)
+            per_view = self.net(x.flatten(0, 1)).softmax(-1).view(*x.shape[:2], -1)
+            scores = per_view.mean(1)
             loss = F.nll_loss(scores.clamp_min(1e-12).log(), y)
+            if stage == "test" and x.shape[1] == len(VIEWS):
+                self._update_views(per_view.detach(), y)
         else:
             scores = self.net(x)
             loss = F.cross_entropy(scores, y)
@@ -92,11 +106,23 @@ class AlexNetModule(L.LightningModule):
         self.log_dict(named, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def _update_views(self, per_view: torch.Tensor, y: torch.Tensor) -> None:
+        views = {f"view{i}_top1_err": per_view[:, i] for i in range(len(VIEWS))}
+        views["centre_mirror_top1_err"] = per_view[:, [CENTRE, CENTRE_MIRROR]].mean(1)
+        for name, scores in views.items():
+            metric = self.view_metrics[name]
+            metric.update(scores, y)
+            self.log(f"{self.test_name}/{name}", metric, on_step=False, on_epoch=True)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self._step(batch, "train")
         # On a CPU the check is free; on a GPU it waits for the step to finish, so it runs every 50 steps there
         # (a non-finite loss makes every later one non-finite, so none goes unnoticed).
         if (loss.device.type == "cpu" or self.global_step % 50 == 0) and not torch.isfinite(loss):
+            if self.stop_on_nonfinite:  # a rate too high diverged: a result of a learning-rate grid, not an error
+                self.diverged_at = self.global_step
+                self.trainer.should_stop = True
+                return None  # no update from this batch
             when = "" if loss.device.type == "cpu" else " (checked every 50 steps: it may have begun earlier)"
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step "
@@ -152,14 +178,20 @@ class AlexNetModule(L.LightningModule):
 
 
 @torch.no_grad()
-def error_rates(module: AlexNetModule, loader: Iterable) -> dict[str, float]:
-    """Top-1/top-5 error of `module` in eval mode over `loader`, outside any Trainer loop."""
+def error_rates(module: AlexNetModule, loader: Iterable, loss: bool = False) -> dict[str, float]:
+    """Top-1/top-5 error (and with `loss`, the mean cross-entropy) of `module` in eval mode over `loader`,
+    outside any Trainer loop."""
     was_training = module.training
     module.eval()
     # one process computes this: no syncing with the other data-parallel processes
     errors = {f"top{k}_err": TopKError(module.num_classes, k, sync_on_compute=False) for k in (1, 5)}
     metrics = MetricCollection(errors)
+    total, count = 0.0, 0
     for x, y in loader:
-        metrics.update(module.predict_proba(x.to(module.device)).cpu(), y)
+        probs = module.predict_proba(x.to(module.device)).cpu()
+        metrics.update(probs, y)
+        total += float(F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum"))
+        count += len(y)
     module.train(was_training)
-    return {k: float(v) for k, v in metrics.compute().items()}
+    rates = {k: float(v) for k, v in metrics.compute().items()}
+    return {**rates, "loss": total / max(count, 1)} if loss else rates

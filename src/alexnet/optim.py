@@ -105,6 +105,7 @@ class PlateauSchedule(L.Callback):
         self.monitor, self.factor, self.patience = monitor, factor, patience
         self.threshold, self.max_reductions = threshold, max_reductions
         self.reductions = 0
+        self.reduction_epochs: list[int] = []  # the epochs after which the rate was cut (every report shows them)
         self.scheduler: ReduceLROnPlateau | None = None
         self._pending_state: dict | None = None
 
@@ -150,6 +151,7 @@ class PlateauSchedule(L.Callback):
         after = optimizer.param_groups[0]["lr"]
         if after < before:
             self.reductions += 1
+            self.reduction_epochs.append(trainer.current_epoch + 1)
             rank_zero_info(
                 f"{self.monitor} plateaued: learning rate {before:g} -> {after:g} "
                 f"(reduction {self.reductions} of {self.max_reductions})"
@@ -157,8 +159,43 @@ class PlateauSchedule(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         scheduler = self.scheduler.state_dict() if self.scheduler else self._pending_state
-        return {"reductions": self.reductions, "scheduler": scheduler}
+        return {"reductions": self.reductions, "reduction_epochs": self.reduction_epochs, "scheduler": scheduler}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.reductions = state_dict["reductions"]
+        self.reduction_epochs = list(state_dict.get("reduction_epochs", []))
         self._pending_state = state_dict["scheduler"]
+
+
+class MilestoneSchedule(L.Callback):
+    """The rate ÷10 (`factor`) at fixed epochs: a departure from §5's "when the validation error stopped
+    improving", for comparisons. A plateau rule cuts the rate at different epochs in different arms and seeds,
+    so a paired difference would mix the ablation with the schedule; fixed epochs keep the schedule identical
+    in every run of a claim. The rate is a function of the epoch alone, so a resumed run needs no state.
+    `milestones` are 1-based epoch counts: [8, 11] trains epochs 1-8 at lr, 9-11 at lr/10, 12- at lr/100."""
+
+    def __init__(self, milestones: list[int], factor: float = 0.1) -> None:
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor={factor}: must be in (0, 1)")
+        if any(m < 1 for m in milestones) or list(milestones) != sorted(set(milestones)):
+            raise ValueError(f"milestones={list(milestones)}: increasing epoch counts >= 1")
+        self.milestones, self.factor = list(milestones), factor
+        self.base_lrs: list[float] | None = None
+
+    @property
+    def reduction_epochs(self) -> list[int]:
+        return self.milestones
+
+    @property
+    def reductions(self) -> int:
+        return len(self.milestones)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        optimizer = trainer.optimizers[0]
+        if self.base_lrs is None:
+            self.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+            for group, lr in zip(optimizer.param_groups, self.base_lrs, strict=True):
+                group["initial_lr"] = lr  # kept in the optimizer's checkpointed state: a resumed run starts from it
+        cuts = sum(trainer.current_epoch >= m for m in self.milestones)
+        for group, lr in zip(optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = lr * self.factor**cuts

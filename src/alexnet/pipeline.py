@@ -77,6 +77,7 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config, bias_decay=bias_decay)
     # one image's shape: the model summary shows each layer's output size and the FLOPs (else "Total FLOPs: 0")
+    module.stop_on_nonfinite = bool(cfg.get("stop_on_nonfinite", False))
     module.example_input_array = torch.zeros(1, datamodule.channels, datamodule.crop_size, datamodule.crop_size)
     return module, datamodule, callbacks, placement
 
@@ -170,7 +171,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, callbacks, placement = build(cfg)
-    loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items() if v]
+    # an entry without _target_ is an experiment's setting for a logger this run left out (e.g. logger=csv)
+    loggers = [_build(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items() if v and "_target_" in v]
     for logger in loggers:  # the whole resolved config: W&B's run config, CSV's hparams.yaml
         logger.log_hyperparams(module.run_config)
     trainer: L.Trainer = _build("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
@@ -218,7 +220,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     history = module.val_history
     best_row = min(history, key=lambda r: r.get("val/top1_err", float("inf")), default={})
-    scheduler = next((c for c in callbacks if hasattr(c, "reductions")), None)
+    scheduler = next((c for c in callbacks if hasattr(c, "reduction_epochs")), None)
+    cuts = [e for e in getattr(scheduler, "reduction_epochs", []) if e < trainer.current_epoch]
     summary = {
         "run_dir": str(out),
         "experiment": cfg.get("experiment_name"),
@@ -232,10 +235,13 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         "train_images": len(datamodule.sources["train"]) if datamodule.sources else None,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "lr_reductions": getattr(scheduler, "reductions", None),
+        # the epochs after which the rate was cut (a plateau schedule cuts at different epochs in different runs)
+        "lr_reduction_epochs": cuts,
+        "lr_reductions": None if scheduler is None else len(cuts),
         "world_size": trainer.world_size,
         "replicas_identical": module.replicas_identical,
         "model_devices": OmegaConf.to_container(cfg.model, resolve=True).get("devices"),
+        "diverged_at_step": module.diverged_at,
         "final_lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
         "best_epoch": best_row.get("epoch"),
         "best_val": {k: v for k, v in best_row.items() if k.startswith("val/")},

@@ -1,70 +1,113 @@
-"""The report's figures: learning curves with a band of ±1 std over seeds, and the Fig. 1 analogue."""
+"""The reports' figures: per-seed learning curves with the learning-rate cuts, Fig. 1 as training error against
+epochs, and one summary figure of every claim."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
-from alexnet.report import Run  # noqa: E402
+from alexnet.report import Run, by_epoch  # noqa: E402
 
-
-def _by_x(runs: list[Run], metric: str, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and std over runs of `metric` at each epoch (x="epoch") or step (x="step") every run has."""
-    series = []
-    for run in runs:
-        points = run.curves.get(metric, [])
-        series.append({(e if x == "epoch" else s): v for e, s, v in points})
-    common = sorted(set.intersection(*(set(s) for s in series))) if series else []
-    values = np.array([[s[k] for k in common] for s in series]) if common else np.zeros((0, 0))
-    if not common:
-        return np.array([]), np.array([]), np.array([])
-    return np.array(common), values.mean(0), values.std(0, ddof=1 if len(values) > 1 else 0)  # as the tables
+COLORS = {"reproduced": "tab:green", "opposite": "tab:red", "excluded": "tab:purple", "inconclusive": "tab:gray"}
 
 
 def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path | None:
-    """Validation error (solid) and running training error (dashed) per epoch, mean ± std over seeds."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Validation error (solid) and eval-mode training error (dashed) per epoch, one line per seed, the learning-
+    rate cuts as vertical lines. Epochs are 1-based: the value after that many epochs."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     drawn = False
     for i, (arm, runs) in enumerate(arms.items()):
         color = f"C{i}"
-        for metric, style, label in (("val/top1_err", "-", "val"), ("train/top1_err", "--", "train")):
-            x, mean, std = _by_x(runs, metric, "epoch")
-            if len(x) >= 2:  # a curve, not a point (Fig. 1's runs end within the first epoch)
-                ax.plot(x + 1, mean * 100, style, color=color, label=f"{arm}, {label} (n={len(runs)})")
-                ax.fill_between(x + 1, (mean - std) * 100, (mean + std) * 100, color=color, alpha=0.2)
-                drawn = True
+        for metric, style, label in (("val/top1_err", "-", "val"), ("train_eval/top1_err", "--", "train, eval mode")):
+            for j, run in enumerate(sorted(runs, key=lambda r: r.seed)):
+                points = sorted(by_epoch(run.curves, metric).items())
+                if len(points) >= 2:  # a curve, not a point (Fig. 1's runs have no validation)
+                    ax.plot([e + 1 for e, _ in points], [v * 100 for _, v in points], style, color=color, lw=0.9,
+                            alpha=0.7, label=f"{arm}, {label} ({len(runs)} seeds)" if j == 0 else None)  # fmt: skip
+                    drawn = True
+        cuts = {e for r in runs for e in r.summary.get("lr_reduction_epochs") or []}
+        for e in sorted(cuts):
+            ax.axvline(e + 0.5, color=color, ls=":", lw=1)
     if not drawn:
         plt.close(fig)
         return None
-    ax.set(xlabel="epoch", ylabel="top-1 error (%)", title=title)
+    ax.set(xlabel="epoch (dotted: learning rate ÷10 after it)", ylabel="top-1 error (%)", title=title)
+    ax.set_yscale("log")
     return _save(fig, ax, path)
 
 
-def steps_to_target(arms: dict[str, list[Run]], target: float, window: int, path: Path, title: str) -> Path:
-    """Fig. 1's analogue: running training error against steps, each arm's mean crossing of the target."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def training_error_by_epoch(arms: dict[str, list[Run]], targets: list[float], path: Path, title: str) -> Path:
+    """Fig. 1 as in the paper: training error against epochs, one line per seed, the targets as horizontal lines
+    (the running error over the last batches stands in for the epoch training error)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for i, (arm, runs) in enumerate(arms.items()):
-        color = f"C{i}"
-        for run in runs:  # every seed, thin; the runs stop at the target, so lengths differ
+        for j, run in enumerate(sorted(runs, key=lambda r: r.seed)):
             points = run.curves.get("train/top1_err_running", [])
-            ax.plot([s for _, s, _ in points], [v * 100 for *_, v in points], color=color, alpha=0.35, lw=0.8)
-        x, mean, std = _by_x(runs, "train/top1_err_running", "step")
-        if len(x):
-            ax.plot(x, mean * 100, color=color, lw=2, label=f"{arm} (mean of {len(runs)} seeds)")
-        crossings = [r.metrics["steps_to_target"] for r in runs if r.metrics["steps_to_target"] not in (None, np.inf)]
-        if crossings:
-            ax.axvline(np.mean(crossings), color=color, ls=":", lw=1.5)
-            ax.annotate(f"{np.mean(crossings):.0f} steps", (np.mean(crossings), target * 100), color=color,
-                        xytext=(4, 6 + 14 * i), textcoords="offset points", fontsize=9)  # fmt: skip
-    ax.axhline(target * 100, color="k", ls="--", lw=1, label=f"{target:.0%} training error")
-    ax.set(xlabel="step", ylabel=f"training error, last {window} batches (%)", title=title)
+            images, steps = run.summary.get("train_images"), run.summary.get("steps") or 1
+            per_epoch = images / run.cfg["data"]["batch_size"] if images else steps
+            ax.plot([s / per_epoch for _, s, _ in points], [v * 100 for *_, v in points], color=f"C{i}", lw=0.9,
+                    alpha=0.8, label=f"{arm} ({len(runs)} seeds)" if j == 0 else None)  # fmt: skip
+    for t in targets:
+        ax.axhline(t * 100, color="k", ls="--", lw=0.7)
+    ax.set(xlabel="epoch", ylabel="training error (%)", title=title)
     ax.set_ylim(0, 100)
     return _save(fig, ax, path)
+
+
+def summary(claims: list[dict[str, Any]], path: Path) -> Path:
+    """Every claim-metric: the measured Δ and its 95% interval beside the paper's size translated here, coloured
+    by the (Holm) verdict. Left: differences as a fraction of the paper's size (0 none, 1 the paper's); rows
+    without a size in points. Right: ratios on a log axis."""
+    rows = [(c, comp) for c in claims for comp in c["comparisons"] if not math.isnan(comp["delta"])]
+    ratio_rows = [r for r in rows if r[1]["ratio"]]
+    diff_rows = [r for r in rows if not r[1]["ratio"]]
+    height = 1.2 + 0.42 * max(len(ratio_rows), len(diff_rows), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [3, 2]})
+    for ax, group, ratio in ((axes[0], diff_rows, False), (axes[1], ratio_rows, True)):
+        labels = []
+        for y, (claim, comp) in enumerate(group):
+            delta, low, high = comp["delta"], comp["low"], comp["high"]
+            scale = abs(comp["size"]) if comp.get("size") else None
+            if ratio:
+                delta, low, high = (math.exp(v) if not math.isnan(v) else math.nan for v in (delta, low, high))
+                paper = math.exp(comp["size"]) if comp.get("size") is not None else None
+            elif scale:  # in units of the paper's size, signed so that the paper's direction is +1
+                sign = math.copysign(1.0, comp["size"])
+                delta, low, high = (sign * v / scale for v in (delta, low, high))
+                low, high = min(low, high), max(low, high)
+                paper = 1.0
+            else:
+                paper = None
+                delta, low, high = (v * 100 for v in (delta, low, high))
+            color = COLORS.get(comp["verdict"], "k")
+            if not math.isnan(low):
+                ax.plot([low, high], [y, y], color=color, lw=3, alpha=0.6)
+            ax.plot([delta], [y], "o", color=color)
+            if paper is not None:
+                ax.plot([paper], [y], "k|", ms=14, mew=2)
+            unit = "" if ratio or scale else " (pts)"
+            labels.append(f"§{claim['section']} {claim['experiment'].removeprefix('ablate_')}: {comp['metric']}{unit}")
+        ax.set_yticks(range(len(group)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(1.0 if ratio else 0.0, color="k", lw=0.8)
+        if ratio:
+            ax.set_xscale("log")
+            ax.set_xlabel("ratio ablated / reference (| : the paper's)")
+        else:
+            ax.set_xlabel("Δ in units of the paper's size here (| : the paper's = 1; rows in pts: no size)")
+        ax.grid(alpha=0.3, axis="x")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=3, label=v) for v, c in COLORS.items()]
+    fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _save(fig: plt.Figure, ax: plt.Axes, path: Path) -> Path:

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The claim programme: every claim's sweep on its decisive budget, its report in experiments/NAME/, and the claim
+# table (Holm-corrected across all claims) in experiments/README.md with experiments/summary.png.
+#   bash experiments/programme.sh                               every claim, in the order below
+#   bash experiments/programme.sh ablate_lrn ablate_test_crops  some of them
+# Sweeps live in $RUNS/NAME/programme (default logs/train/multiruns): running this again skips finished jobs and
+# resumes interrupted ones from their checkpoints, so the programme can run in parts (nohup ... &; a kill loses at
+# most the current epoch). Extra overrides for every sweep: OVERRIDES="trainer=gpu ...".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-logs/train/multiruns}
+ORDER=(ablate_lrn ablate_test_crops ablate_dropout ablate_augmentation ablate_activation ablate_towers ablate_pooling
+  ablate_pooling_overfit)
+read -r -a extra <<<"${OVERRIDES:-}"
+
+sweep() { # NAME DIR [overrides]: one multirun into DIR, resumable; its wall time adds up in DIR/sweep_seconds
+  local name=$1 dir=$2
+  shift 2
+  local start before
+  start=$(date +%s)
+  python src/train.py -m "experiment=$name" "hydra.sweep.dir=$dir" "${extra[@]}" "$@"
+  before=$(cat "$dir/sweep_seconds" 2>/dev/null || echo 0)
+  echo $((before + $(date +%s) - start)) >"$dir/sweep_seconds"
+}
+
+for name in "${@:-${ORDER[@]}}"; do
+  case $name in
+  ablate_test_crops) # no runs of its own: ablate_lrn's reference arm, tested with 1 and 10 crops
+    python src/compare.py "$RUNS/ablate_lrn/programme" --experiment ablate_test_crops --out experiments/ablate_test_crops
+    ;;
+  ablate_activation) # Fig. 1: each arm's rate chosen on tuning seeds, then compared on seeds the tuning never saw
+    tuning=$RUNS/ablate_activation/programme-tuning
+    sweep ablate_activation "$tuning"
+    for choice in $(python src/compare.py "$tuning" --select); do
+      case $choice in
+      *_at_grid_edge=*) echo "warning: ${choice%%_at_grid_edge=*}'s fastest rate is at the edge of the grid" >&2 ;;
+      *) sweep ablate_activation "$RUNS/ablate_activation/programme" "arm=${choice%%=*}" "optimizer.lr=${choice#*=}" \
+        seed=1,2,3,4,5 ;;
+      esac
+    done
+    python src/compare.py "$tuning" "$RUNS/ablate_activation/programme" --out experiments/ablate_activation
+    ;;
+  *)
+    sweep "$name" "$RUNS/$name/programme"
+    python src/compare.py "$RUNS/$name/programme" --out "experiments/$name"
+    ;;
+  esac
+  python src/compare.py --index experiments
+done
