@@ -214,8 +214,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     train_eval: dict[str, float] = {}
     if cfg.get("train_error_sample") and trainer.is_global_zero:
-        # the training error of the final weights in eval mode (no dropout, centre crop): set against the
-        # test error it measures overfitting, which the running training error under dropout cannot
+        # the training error in eval mode (no dropout, centre crop) of the weights just tested (the best checkpoint;
+        # without a test, the final weights): set against their test error it measures overfitting, which the
+        # running error under dropout cannot
         train_eval = error_rates(module, datamodule.train_sample_dataloader(cfg.train_error_sample))
 
     history = module.val_history

@@ -100,7 +100,7 @@ def run_metrics(
             first = next((e for e in both if train_eval[e] <= threshold), None)
             metrics["overfit_gap_matched"] = None if first is None else val[first] - train_eval[first]
             metrics["epochs_to_train_err"] = math.inf if first is None else first + 1
-    elif summary.get("train_eval") and test:  # older runs: test error minus the final weights' training error
+    elif summary.get("train_eval") and test:  # older runs: test error minus the training error of the tested weights
         metrics["overfit_gap"] = test["test/top1_err"] - summary["train_eval"]["top1_err"]
     return metrics
 
