@@ -66,26 +66,38 @@ class AlexNetModule(L.LightningModule):
         self.test_name = "test"  # what test metrics are logged as
         self.stop_on_nonfinite = False  # a non-finite loss ends training (recorded) instead of raising
         self.diverged_at: int | None = None
+        self.channels_last = False  # inputs in NHWC, as the net's weights (speed.channels_last)
+        self._compiled: list[Callable] = []  # torch.compile(net): kept out of the state dict, which stays the net's
+
+    def compile_net(self, **options: Any) -> None:
+        """Run the network through torch.compile (speed.compile): the net only, not this module, so Lightning's
+        hooks stay eager and checkpoints keep the plain parameter names."""
+        self._compiled = [torch.compile(self.net, **options)]
+
+    def run_net(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self._compiled[0] if self._compiled else self.net)(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.run_net(x)
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities for Bx C x H x W images, or for Bx10xCxHxW crops (averaged)."""
         if x.ndim == 5:
-            return average_softmax(self.net(x.flatten(0, 1)), crops=x.shape[1])
-        return self.net(x).softmax(-1)
+            return average_softmax(self.run_net(x.flatten(0, 1)), crops=x.shape[1])
+        return self.run_net(x).softmax(-1)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         if x.ndim == 5:  # multi-crop test: average probabilities, then the loss of that average
-            per_view = self.net(x.flatten(0, 1)).softmax(-1).view(*x.shape[:2], -1)
+            per_view = self.run_net(x.flatten(0, 1)).softmax(-1).view(*x.shape[:2], -1)
             scores = per_view.mean(1)
             loss = F.nll_loss(scores.clamp_min(1e-12).log(), y)
             if stage == "test" and x.shape[1] == len(VIEWS):
                 self._update_views(per_view.detach(), y)
         else:
-            scores = self.net(x)
+            scores = self.run_net(x)
             loss = F.cross_entropy(scores, y)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(scores.detach(), y)

@@ -78,6 +78,12 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     module = AlexNetModule(net, optimizer, datamodule.num_classes, run_config=run_config, bias_decay=bias_decay)
     # one image's shape: the model summary shows each layer's output size and the FLOPs (else "Total FLOPs: 0")
     module.stop_on_nonfinite = bool(cfg.get("stop_on_nonfinite", False))
+    speed = cfg.get("speed") or {}
+    if speed.get("channels_last"):  # NHWC weights and inputs: the layout tensor cores' convolutions want
+        module.net.to(memory_format=torch.channels_last)
+        module.channels_last = True
+    if speed.get("compile"):
+        module.compile_net(**{k: v for k, v in speed.get("compile_options", {}).items() if v is not None})
     module.example_input_array = torch.zeros(1, datamodule.channels, datamodule.crop_size, datamodule.crop_size)
     return module, datamodule, callbacks, placement
 

@@ -41,10 +41,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
     the dataset can draw each image's augmentation from (seed, epoch, index). Lightning calls `set_epoch` before
     every epoch (a data-parallel wrapper calls `__iter__` once per epoch instead, hence the auto-advance).
     `skip` drops the first images of the next epoch iterated: a run resumed mid-epoch continues where it stopped.
+    `block`: shuffle blocks of that many consecutive images instead of single images (sequential reads).
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
-        self.n, self.seed, self.shuffle = n, seed, shuffle
+    def __init__(self, n: int, seed: int, shuffle: bool = True, block: int | None = None) -> None:
+        self.n, self.seed, self.shuffle, self.block = n, seed, shuffle, block
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -53,7 +54,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def order(self, epoch: int) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.n)
-        return torch.randperm(self.n, generator=generator(self.seed, "order", epoch))
+        g = generator(self.seed, "order", epoch)
+        if not self.block:
+            return torch.randperm(self.n, generator=g)
+        # shuffled blocks of `block` consecutive images, each block in shuffled order: a store written in a shuffled
+        # order (data/jpeg.py) is then read in long runs, with every batch still a mix of classes
+        starts = torch.randperm(-(-self.n // self.block), generator=g) * self.block
+        return torch.cat([s + torch.randperm(min(self.block, self.n - s), generator=g) for s in starts.tolist()])
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, skip = self.epoch, self.skip

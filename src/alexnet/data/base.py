@@ -10,6 +10,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from alexnet.data.batched import Presentations, augment_batch, eval_batch, in_memory
+from alexnet.data.jpeg import Decoded, collate_raw, decode_batch
 from alexnet.data.transforms import (
     PAPER_PIXEL_MAX,
     PUBLISHED_EIGVAL,
@@ -65,8 +67,25 @@ class ImageDataModule(L.LightningDataModule):
         pca_std: float = 0.1,
         pixel_max: float = PAPER_PIXEL_MAX,
         shuffle_seed: int = 0,
+        augment_on: str = "loader",
+        resident: bool = False,
+        decode_on: str = "loader",
+        shuffle_block: int | None = None,
     ) -> None:
         super().__init__()
+        if augment_on not in ("loader", "device"):
+            raise ValueError(
+                f"augment_on={augment_on!r}: allowed loader (each worker augments its images) or device (the "
+                "batch is augmented where it lands, e.g. the GPU: data/batched.py)"
+            )
+        if resident and augment_on != "device":
+            raise ValueError("resident=true keeps the images on the device: it needs augment_on=device")
+        if decode_on not in ("loader", "device"):
+            raise ValueError(f"decode_on={decode_on!r}: allowed loader (workers decode) or device (per batch)")
+        if decode_on == "device" and augment_on != "device":
+            raise ValueError("decode_on=device decodes JPEG batches where they land: it needs augment_on=device")
+        if shuffle_block is not None and shuffle_block < 1:
+            raise ValueError(f"shuffle_block={shuffle_block}: null (shuffle images) or a block size >= 1")
         if pixel_max not in (1.0, 255.0):
             raise ValueError(
                 f"pixel_max={pixel_max}: allowed 255 (raw pixel values, the paper's scale, for which §3.3's LRN "
@@ -107,6 +126,9 @@ class ImageDataModule(L.LightningDataModule):
         self.pca_std, self.pixel_max, self.shuffle_seed = pca_std, float(pixel_max), shuffle_seed
         self.eigval: Sequence[float] = PUBLISHED_EIGVAL
         self.eigvec: Sequence[Sequence[float]] = PUBLISHED_EIGVEC
+        self.augment_on, self.resident, self.decode_on = augment_on, resident, decode_on
+        self.shuffle_block = shuffle_block
+        self._on_device: dict[tuple, Any] = {}  # resident images and transforms, per split or setting and device
 
     def load_image(self, path: str | Path) -> torch.Tensor:
         """One image file as this data set stores its images (uint8 CxSxS), for predicting on new images:
@@ -173,13 +195,24 @@ class ImageDataModule(L.LightningDataModule):
         return EvalTransform(self.crop_size, self.mean, crops=crops, pixel_max=self.pixel_max)
 
     def _loader(self, split: str, transform: Callable, sampler: EpochSampler | None = None) -> DataLoader:
-        """In order (validation, test), or in the sampler's (epoch, index) keys (training)."""
+        """In order (validation, test), or in the sampler's (epoch, index) keys (training). With augment_on=device
+        the loader delivers uint8 images (or indices) and the training choices; on_after_batch_transfer does the
+        rest."""
+        if self.augment_on == "device":
+            draw = transform if isinstance(transform, TrainTransform) else None
+            dataset: Dataset = Presentations(
+                self.sources[split], draw, self.shuffle_seed, self.resident, self.stored_size
+            )
+        else:
+            dataset = Transformed(self.sources[split], transform, self.shuffle_seed)
         return DataLoader(
-            Transformed(self.sources[split], transform, self.shuffle_seed),
+            dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=collate_raw if self.decode_on == "device" else None,
+            pin_memory=self.augment_on == "device" and torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -188,7 +221,9 @@ class ImageDataModule(L.LightningDataModule):
         have seen (streams.py)."""
         # Lightning's overfit_batches (debug=overfit) wants the same batches every epoch: no shuffling then
         overfit = self.trainer is not None and self.trainer.overfit_batches > 0
-        sampler = EpochSampler(len(self.sources["train"]), self.shuffle_seed, shuffle=not overfit)  # type: ignore[arg-type]
+        sampler = EpochSampler(
+            len(self.sources["train"]), self.shuffle_seed, shuffle=not overfit, block=self.shuffle_block
+        )  # type: ignore[arg-type]
         loop = self.trainer.fit_loop if self.trainer is not None else None
         if loop is not None:  # resumed: the epoch about to run, and the batches it has already trained on
             progress, epochs = loop.epoch_loop.batch_progress, loop.epoch_progress.current
@@ -204,10 +239,48 @@ class ImageDataModule(L.LightningDataModule):
     def train_sample_dataloader(self, n: int, seed: int = 0) -> DataLoader:
         """A fixed random `n` of the training images as the test sees them (centre crop, no flip, no colour
         noise): the training error of the weights, to set against their test error."""
-        source = self.sources["train"]
+        source = Decoded(self.sources["train"]) if self.decode_on == "device" else self.sources["train"]
         keep = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
         transform = self.eval_transform(crops=1)
         return DataLoader(Transformed(Subset(source, keep.tolist()), transform), batch_size=self.batch_size)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """decode_on=device: a batch of JPEG bytes decoded in one call where training runs (nvJPEG on CUDA)."""
+        if self.decode_on != "device" or self.trainer is None or not isinstance(batch, list | tuple):
+            return batch
+        return (decode_batch(batch[0], self.trainer.strategy.root_device), *batch[1:])
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """augment_on=device: the batch, on its device, cropped, mirrored, coloured and mean-subtracted (training)
+        or cut into the test's views (data/batched.py)."""
+        # (the model summary sends its example input through this hook too: a tensor, not a batch)
+        if self.augment_on != "device" or self.trainer is None or not isinstance(batch, list | tuple):
+            return batch
+        trainer = self.trainer
+        split = "train" if trainer.training else "test" if trainer.testing else "val"
+        images = batch[0]
+        if self.resident:  # indices into the split, which lives on the device
+            images = self._resident(split, images.device)[images]
+        if split == "train":
+            return augment_batch(self._on(images.device, 0), images, batch[1]), batch[2]
+        crops = self.test_crops if split == "test" else 1
+        return eval_batch(self._on(images.device, crops), images), batch[1]
+
+    def _on(self, device: torch.device, crops: int) -> Any:
+        """The training (crops=0) or evaluation transform with its mean already on `device`: copying it there for
+        every batch would make the host wait for the device each time."""
+        key = ("transform", crops, str(device), tuple(self.mean), self.pixel_max)
+        if key not in self._on_device:
+            transform = self.train_transform() if crops == 0 else self.eval_transform(crops)
+            transform.mean = transform.mean.to(device)
+            self._on_device[key] = transform
+        return self._on_device[key]
+
+    def _resident(self, split: str, device: torch.device) -> torch.Tensor:
+        key = (split, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = in_memory(self.sources[split])[0].to(device)
+        return self._on_device[key]
 
     def val_dataloader(self) -> DataLoader:  # centre crop: cheap, and what the schedule watches
         return self._loader("val", self.eval_transform(crops=1))

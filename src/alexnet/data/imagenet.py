@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, Subset
 
 from alexnet.data.base import DataError, ImageDataModule
 from alexnet.data.decode import stored_image
+from alexnet.data.jpeg import JpegImages
 from alexnet.data.layout import (
     Items,
     Tree,
@@ -26,7 +27,7 @@ from alexnet.data.layout import (
     open_tree,
 )
 from alexnet.data.stats import STATS, Moments, describe, load_stats, published_pca, sample
-from alexnet.data.store import COMPLETE, PLAN, StoreImages, open_store, prepare_store, progress_bar
+from alexnet.data.store import COMPLETE, FORMATS, PLAN, StoreImages, open_store, prepare_store, progress_bar
 
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "store", "raw")
@@ -68,6 +69,8 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int = 3,
         stored_size: int = 256,
         crop_size: int = 224,
+        store_format: str = "npy",
+        jpeg_quality: int = 90,
         **kwargs: Any,
     ) -> None:
         if not root:
@@ -84,16 +87,25 @@ class ImageFolderDataModule(ImageDataModule):
             raise ValueError(f"val_size={val_size}: 0 (validate on val/) or a number of held-out training images")
         if num_classes is None:
             raise ValueError(f"num_classes is null: no class folders found in {root}/train; check data.root")
+        if store_format not in FORMATS:
+            raise ValueError(f"store_format={store_format!r}: allowed npy (uint8, read as is) or jpeg (compressed)")
+        if not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality={jpeg_quality}: a JPEG quality in [1, 100] (90-95 keeps the images)")
         super().__init__(num_classes, channels, stored_size, crop_size, **kwargs)
+        if self.decode_on == "device" and store_format != "jpeg":
+            raise ValueError("decode_on=device decodes JPEG batches: it needs store_format=jpeg (a JPEG store)")
         self.root = Path(root).resolve()  # the store's plan records paths: one spelling of the tree
-        self.store = Path(store_dir) if store_dir else self.root / f"prepared_{stored_size}"
+        self.store_format, self.jpeg_quality = store_format, jpeg_quality
+        default = f"prepared_{stored_size}" + ("_jpeg" if store_format == "jpeg" else "")
+        self.store = Path(store_dir) if store_dir else self.root / default
         self.source, self.on_corrupt, self.devkit_dir = source, on_corrupt, devkit_dir
         self.val_size, self.split_seed, self.stats_sample = val_size, split_seed, stats_sample
         self.used_source: str | None = None  # "store" or "raw", once loaded
 
     @property
     def prepare_command(self) -> str:
-        return f"python src/prepare.py data={self.config_name} data.root={self.root}"
+        fmt = " data.store_format=jpeg" if self.store_format == "jpeg" else ""
+        return f"python src/prepare.py data={self.config_name} data.root={self.root}{fmt}"
 
     def tree(self) -> Tree:
         tree = open_tree(self.root, self.devkit_dir)
@@ -132,7 +144,7 @@ class ImageFolderDataModule(ImageDataModule):
         info = {"classes": tree.classes, "class_names": tree.class_names}
         return prepare_store(
             self.store, self.raw_items(tree), info, self.stored_size, shard_size, workers, self.on_corrupt,
-            resume_hint=f"rerun {self.prepare_command}",
+            resume_hint=f"rerun {self.prepare_command}", fmt=self.store_format, quality=self.jpeg_quality,
         )  # fmt: skip
 
     def compute_stats(self, n: int, seed: int = 0, train: Items | None = None) -> dict[str, Any]:
@@ -164,7 +176,15 @@ class ImageFolderDataModule(ImageDataModule):
                 )
             self._check_classes(len(plan["classes"]), self.store / PLAN)
             self._check_store_matches_tree(plan["classes"])
-            splits = {s: StoreImages(self.store, v) for s, v in manifest["splits"].items()}
+            if plan.get("format", "npy") != self.store_format:
+                raise DataError(
+                    f"{self.store} is a {plan.get('format', 'npy')} store, but data.store_format={self.store_format}"
+                )
+            if self.store_format == "jpeg":
+                raw = self.decode_on == "device"  # the bytes, decoded per batch where training runs
+                splits = {s: JpegImages(self.store, v, raw) for s, v in manifest["splits"].items()}
+            else:
+                splits = {s: StoreImages(self.store, v) for s, v in manifest["splits"].items()}
             self.class_names, self.used_source = plan["class_names"], "store"
             log.info("reading the store at %s", self.store)
         else:

@@ -30,9 +30,12 @@ from torch.utils.data import Dataset
 
 from alexnet.data.base import DataError
 from alexnet.data.decode import stored_array
+from alexnet.data.jpeg import SUFFIX, write_jpeg_shard
 from alexnet.data.stats import STATS, Moments, save_stats
 
 PLAN, COMPLETE, VERSION = "plan.json", "COMPLETE.json", 1
+FORMATS = ("npy", "jpeg")
+SUFFIXES = {"npy": ".npy", "jpeg": SUFFIX}
 Items = list[tuple[str, int]]
 
 
@@ -49,8 +52,11 @@ def _write_json(path: Path, data: Any) -> None:
     _write_atomic(path, lambda f: f.write((json.dumps(data, indent=1) + "\n").encode()))
 
 
-def write_shard(out: Path, items: Items, size: int, on_corrupt: str, moments: bool) -> dict[str, Any]:
-    """Decode `items` into out.npy and describe them in out.json. Runs in a worker process."""
+def write_shard(
+    out: Path, items: Items, size: int, on_corrupt: str, moments: bool, fmt: str = "npy", quality: int = 90
+) -> dict[str, Any]:
+    """Decode `items` into out.npy (or, fmt="jpeg", re-encode them into out.jpegs: data/jpeg.py) and describe them
+    in out.json. Runs in a worker process."""
     images, labels, skipped, m = [], [], [], Moments()
     for path, label in items:
         try:
@@ -64,13 +70,17 @@ def write_shard(out: Path, items: Items, size: int, on_corrupt: str, moments: bo
         labels.append(label)
         if moments:
             m.add(image)
-    array = np.stack(images) if images else np.zeros((0, 3, size, size), np.uint8)
-    _write_atomic(out.with_suffix(".npy"), lambda f: np.save(f, array))
+    if fmt == "jpeg":
+        written = write_jpeg_shard(out, images, quality)
+    else:
+        array = np.stack(images) if images else np.zeros((0, 3, size, size), np.uint8)
+        _write_atomic(out.with_suffix(".npy"), lambda f: np.save(f, array))
+        written = {"bytes": out.with_suffix(".npy").stat().st_size}
     meta = {
         "count": len(labels),
         "labels": labels,
         "skipped": skipped,
-        "bytes": out.with_suffix(".npy").stat().st_size,
+        **written,
         "moments": m.to_json() if moments else None,
     }
     _write_json(out.with_suffix(".json"), meta)
@@ -86,9 +96,9 @@ def _describe(plan: dict[str, Any]) -> str:
     return f"stored size {plan.get('stored_size')}, shard size {plan.get('shard_size')}, images {images}"
 
 
-def _shard_done(base: Path) -> bool:
-    """A shard is finished when its .json exists and its .npy has the size the .json recorded."""
-    meta, npy = base.with_suffix(".json"), base.with_suffix(".npy")
+def _shard_done(base: Path, suffix: str = ".npy") -> bool:
+    """A shard is finished when its .json exists and its .npy (.jpegs) has the size the .json recorded."""
+    meta, npy = base.with_suffix(".json"), base.with_suffix(suffix)
     if not (meta.is_file() and npy.is_file()):
         return False
     return json.loads(meta.read_text())["bytes"] == npy.stat().st_size
@@ -116,15 +126,24 @@ def prepare_store(
     workers: int | None = None,
     on_corrupt: str = "error",
     resume_hint: str = "rerun the same command",
+    fmt: str = "npy",
+    quality: int = 90,
 ) -> dict[str, Any]:
     """Write (or finish) the store of `splits` at `store`, with `workers` processes (default: every core).
     `info` (classes, class names) goes into the plan. Returns the manifest written to COMPLETE.json.
-    Interrupted (Ctrl-C, a crash, a DataError), it leaves finished shards; a rerun does only the rest."""
+    Interrupted (Ctrl-C, a crash, a DataError), it leaves finished shards; a rerun does only the rest.
+    fmt="jpeg" writes the compressed store (data/jpeg.py) in a seeded shuffled order, for block-shuffled reading."""
+    if fmt not in FORMATS:
+        raise DataError(f"store_format={fmt!r}: allowed {', '.join(FORMATS)}")
+    jpeg = {"format": "jpeg", "quality": quality, "order": "shuffled, seed 0"} if fmt == "jpeg" else {}
+    if fmt == "jpeg":
+        splits = {s: _shuffled(items) for s, items in splits.items()}
     plan = {
         "version": VERSION,
         "stored_size": stored_size,
         "shard_size": shard_size,
         **info,
+        **jpeg,
         "splits": {s: {"images": len(it), "digest": _digest(it)} for s, it in splits.items()},
     }
     store.mkdir(parents=True, exist_ok=True)
@@ -148,8 +167,8 @@ def prepare_store(
         (store / f"{split}_files.txt").write_text("".join(f"{p}\t{label}\n" for p, label in items))
         for k in range(0, len(items), shard_size):
             base = store / split / f"{k // shard_size:05d}"
-            if not _shard_done(base):
-                tasks.append((base, items[k : k + shard_size], stored_size, on_corrupt, split == "train"))
+            if not _shard_done(base, SUFFIXES[fmt]):
+                tasks.append((base, items[k : k + shard_size], stored_size, on_corrupt, split == "train", fmt, quality))
     total = sum(len(it) for it in splits.values())
     done = total - sum(len(t[1]) for t in tasks)
     workers = workers or len(os.sched_getaffinity(0))  # every core this process may use (SLURM, containers)
@@ -168,17 +187,22 @@ def prepare_store(
             if isinstance(e, DataError):
                 raise DataError(f"{e}. {len(tasks) - left} new shards are kept: {resume_hint} to resume") from e
             raise
-    return finish_store(store, splits, shard_size)
+    return finish_store(store, splits, shard_size, SUFFIXES[fmt])
 
 
-def finish_store(store: Path, splits: dict[str, Items], shard_size: int) -> dict[str, Any]:
+def _shuffled(items: Items) -> Items:
+    order = np.random.default_rng(0).permutation(len(items))
+    return [items[i] for i in order]
+
+
+def finish_store(store: Path, splits: dict[str, Items], shard_size: int, suffix: str = ".npy") -> dict[str, Any]:
     """Collect the shards into stats.json and COMPLETE.json, the mark training looks for."""
     manifest: dict[str, Any] = {"version": VERSION, "splits": {}}
     for split, items in splits.items():
         shards, skipped, moments = [], [], Moments()
         for k in range((len(items) + shard_size - 1) // shard_size):
             meta = json.loads((store / split / f"{k:05d}.json").read_text())
-            shards.append({"file": f"{split}/{k:05d}.npy", "count": meta["count"], "bytes": meta["bytes"]})
+            shards.append({"file": f"{split}/{k:05d}{suffix}", "count": meta["count"], "bytes": meta["bytes"]})
             skipped += meta["skipped"]
             if meta["moments"]:
                 moments += Moments(**meta["moments"])
@@ -200,7 +224,8 @@ def open_store(store: Path, prepare_command: str) -> tuple[dict[str, Any], dict[
     plan = json.loads((store / PLAN).read_text())
     if not (store / COMPLETE).is_file():
         planned = sum(-(-v["images"] // plan["shard_size"]) for v in plan["splits"].values())
-        finished = sum(_shard_done(p.with_suffix("")) for p in store.glob("*/*.json"))
+        suffix = SUFFIXES[plan.get("format", "npy")]
+        finished = sum(_shard_done(p.with_suffix(""), suffix) for p in store.glob("*/*.json"))
         raise DataError(
             f"store at {store} is incomplete ({finished} of {planned} shards); rerun {prepare_command} to finish it"
         )

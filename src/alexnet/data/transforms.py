@@ -62,12 +62,13 @@ def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def ten_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    """§4.1 test: four corner patches, the centre patch, and their horizontal mirrors -> 10xCxsxs."""
+    """§4.1 test: four corner patches, the centre patch, and their horizontal mirrors -> 10xCxsxs (one CxHxW image)
+    or Bx10xCxsxs (a BxCxHxW batch)."""
     h, w = img.shape[-2:]
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
     patches = [crop(img, t, left, size) for t, left in corners] + [center_crop(img, size)]
     patches += [p.flip(-1) for p in patches]
-    return torch.stack(patches)
+    return torch.stack(patches, dim=-4)  # 10xCxsxs, or Bx10xCxsxs for a batch
 
 
 class TrainTransform:
@@ -97,22 +98,29 @@ class TrainTransform:
         if pca and (self.eigval.shape != (3,) or self.eigvec.shape != (3, 3)):
             raise ValueError("PCA colour noise needs 3 eigenvalues and a 3x3 eigenvector matrix (RGB)")
 
-    def __call__(self, img: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
-        """`g`: the generator of this image's presentation (streams.py); None draws from torch's global one.
-        The draws are always the same three (offsets, flip, alpha), whatever is switched off, so that arms that
-        differ in one augmentation see the same draws for the others."""
+    def draw(self, h: int, w: int, g: torch.Generator | None = None) -> tuple[int, int, bool, torch.Tensor]:
+        """One presentation's random choices for an HxW image: crop offsets, flip, and the shift of its colours
+        (3 values on the net's scale; zeros without PCA). `g`: the generator of this presentation (streams.py); None
+        draws from torch's global one. The draws are always the same four (offsets, flip, alpha), whatever is
+        switched off, so that arms that differ in one augmentation see the same draws for the others."""
         size = self.crop_size
-        h, w = img.shape[-2:]
         top = int(torch.randint(h - size + 1, (), generator=g))
         left = int(torch.randint(w - size + 1, (), generator=g))
         flip = bool(torch.rand((), generator=g) < 0.5)
         alpha = torch.randn(3, generator=g) * self.pca_std
-        img = crop(img, top, left, size) if self.random_crop else center_crop(img, size)
-        if self.flip and flip:
+        if not self.random_crop:
+            top, left = (h - size) // 2, (w - size) // 2
+        shift = pca_shift(alpha, self.eigval, self.eigvec, self.pixel_max).flatten() if self.pca else torch.zeros(3)
+        return top, left, self.flip and flip, shift
+
+    def __call__(self, img: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        top, left, flip, shift = self.draw(*img.shape[-2:], g)
+        img = crop(img, top, left, self.crop_size)
+        if flip:
             img = img.flip(-1)
         x = to_float(img, self.pixel_max)
         if self.pca:
-            x = x + pca_shift(alpha, self.eigval, self.eigvec, self.pixel_max)
+            x = x + shift.view(3, 1, 1)
         return x - self.mean
 
 
