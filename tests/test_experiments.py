@@ -186,6 +186,19 @@ def test_the_command_line_prints_the_message(tmp_path: Path) -> None:
     assert proc.returncode != 0 and proc.stderr.strip().endswith("this experiment's arms are lrn, no_lrn")
 
 
+def test_a_sweep_runs_several_jobs_at_once_with_the_gpu_launcher(tmp_path: Path, fmnist_dir: Path) -> None:
+    """hydra/launcher=gpu_jobs (joblib, one process per job) on the CPU: two jobs side by side, each with its own
+    run directory and results, as the default launcher gives."""
+    proc = run_script(
+        "train.py", "-m", "hydra/launcher=gpu_jobs", "hydra.launcher.n_jobs=2", *data_overrides(fmnist_dir),
+        "debug=fast", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}", "data.augment_on=device", timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    summaries = [json.loads((tmp_path / "sweep" / str(i) / "summary.json").read_text()) for i in (0, 1)]
+    assert [s["seed"] for s in summaries] == [1, 2] and all(s["test"] for s in summaries)
+
+
 def test_slurm_launcher_configs_compose() -> None:
     for launcher in ("submitit_slurm", "slurm_gpu"):
         cfg = _compose("experiment=ablate_lrn", f"hydra/launcher={launcher}", hydra=True)
