@@ -367,8 +367,14 @@ def _setting(run: Run, select_by: str | None) -> str:
 def index(folder: Path) -> None:
     """Holm's correction across every folder/*/claim.json, written back into each claim.json and report.md, and
     the claim table of folder/README.md, and the summary figure folder/summary.png."""
-    paths = sorted(folder.glob("*/claim.json"))
-    claims = [json.loads(p.read_text()) for p in paths]
+    paths, claims = [], []
+    for path in sorted(folder.glob("*/claim.json")):
+        claim = json.loads(path.read_text())
+        if any("p" not in c for c in claim["comparisons"]):  # written by an older compare.py: no p-values
+            print(f"warning: {path} predates the four-outcome verdict; left out (rerun compare.py)", file=sys.stderr)
+            continue
+        paths.append(path)
+        claims.append(claim)
     adjust(claims)
     rows = []
     for path, c in zip(paths, claims, strict=True):

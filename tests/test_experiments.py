@@ -318,6 +318,31 @@ def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Pat
     assert claim["comparisons"][0]["delta"] == pytest.approx(delta)
 
 
+def test_the_index_corrects_across_claims_and_a_claim_can_read_another_experiments_runs(
+    two_job_sweep: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "README.md").write_text("# claims\n<!-- claims:start -->\n<!-- claims:end -->\nafter\n")
+    proc = run_script("compare.py", str(two_job_sweep), "--out", str(folder / "ablate_lrn"))
+    assert proc.returncode == 0, proc.stderr
+    # ablate_test_crops judged on ablate_lrn's reference arm, tested with 1 and 10 crops (and every view alone)
+    proc = run_script("compare.py", str(two_job_sweep), "--experiment", "ablate_test_crops", "--out",
+                      str(folder / "ablate_test_crops"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    crops = (folder / "ablate_test_crops" / "report.md").read_text()
+    assert "| 10 crops | 1 |" in crops and "| centre + mirror |" in crops and "| top_left_mirror |" in crops
+    proc = run_script("compare.py", "--index", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    readme = (folder / "README.md").read_text()
+    assert readme.count("| §") == 4 and readme.endswith("after\n")  # 2 claims x 2 metrics, the rest kept
+    assert (folder / "summary.png").stat().st_size > 1000
+    claim = json.loads((folder / "ablate_lrn" / "claim.json").read_text())
+    assert all("p_holm" in c and c["verdict"] in ("reproduced", "opposite", "excluded", "inconclusive")
+               for c in claim["comparisons"])  # fmt: skip
+    assert "verdict (Holm, whole table)" in (folder / "ablate_lrn" / "report.md").read_text()
+
+
 def test_compare_refuses_a_folder_without_runs(tmp_path: Path) -> None:
     proc = run_script("compare.py", str(tmp_path))
     assert proc.returncode != 0 and "no finished runs" in proc.stderr

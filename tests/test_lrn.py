@@ -158,3 +158,22 @@ def test_no_double_backward() -> None:
 def test_rejects_bad_arguments(shape, n, groups) -> None:
     with pytest.raises(ValueError):
         local_response_norm(torch.ones(shape), n, 1e-4, BETA, K, groups)
+
+
+@pytest.mark.filterwarnings("ignore")  # dynamo's own notices
+def test_the_layer_compiled_equals_the_reference_in_float32() -> None:
+    """speed.compile: the LRN layer as torch.compile traces it (the GPU path's formula, decomposed by AOT autograd
+    as inductor would get it) keeps the reference's output and gradient in float32."""
+    from alexnet.model import LocalResponseNorm
+
+    layer = LocalResponseNorm(n=5, alpha=1e-4, beta=BETA, k=K, groups=2)
+    layer.cpu_kernel = False  # the formula a GPU runs, which compile fuses there
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    x = activations("pixel", torch.float32).requires_grad_()
+    x64 = x.detach().double().requires_grad_()
+    out = compiled(x)
+    expected = reference(x64, 5, 1e-4 / 5, BETA, K, 2)  # the cuda-convnet convention: alpha / n per square
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (grad_expected,) = torch.autograd.grad(expected.sum(), x64)
+    torch.testing.assert_close(out.double(), expected.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad.double(), grad_expected, rtol=1e-6, atol=1e-6)

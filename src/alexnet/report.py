@@ -206,7 +206,7 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
     if paired:
         by_seed = {r.seed: r for r in ref}
         pairs = [(by_seed[a.seed], a) for a in abl if a.seed in by_seed]
-        paired = len(pairs) >= 2
+        paired = bool(pairs)  # one pair: values by seed, no interval (judge_values says so)
     if not paired:
         pairs = list(zip(ref, abl, strict=False))
     kept = [(r, a) for r, a in pairs if r.metrics.get(metric) is not None and a.metrics.get(metric) is not None]
