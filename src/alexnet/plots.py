@@ -68,8 +68,11 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
     ratio_rows = [r for r in rows if r[1]["ratio"]]
     diff_rows = [r for r in rows if not r[1]["ratio"]]
     height = 1.2 + 0.42 * max(len(ratio_rows), len(diff_rows), 1)
-    fig, axes = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [3, 2]})
-    for ax, group, ratio in ((axes[0], diff_rows, False), (axes[1], ratio_rows, True)):
+    panels = [(diff_rows, False), (ratio_rows, True)]
+    panels = [p for p in panels if p[0]] or panels[:1]  # no empty panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(13 if len(panels) == 2 else 8, height), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2][: len(panels)]})  # fmt: skip
+    for ax, (group, ratio) in zip(axes[0], panels, strict=True):
         labels = []
         for y, (claim, comp) in enumerate(group):
             delta, low, high = comp["delta"], comp["low"], comp["high"]
