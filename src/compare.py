@@ -205,7 +205,7 @@ def views_table(arms: dict[str, list[Run]]) -> str:
     labels = [*VIEWS, "centre + mirror", "all ten"]
     rows = [[label, mean_std([r.metrics[n] for r in runs], [False] * len(runs), True)]
             for label, n in zip(labels, names, strict=True)]  # fmt: skip
-    return f"10-crop diagnostics over {len(runs)} converged runs (top-1 %, mean ± std):\n\n" + markdown_table(
+    return f"10-crop diagnostics over {len(runs)} runs (top-1 %, mean ± std):\n\n" + markdown_table(
         ["test view", "top-1 %"], rows
     )
 
