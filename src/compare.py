@@ -60,6 +60,8 @@ VSTART, VEND = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
 
 
 def is_percent(metric: str) -> bool:
+    if metric.startswith(("epochs_to", "steps_to")):  # counts, even when named after a training error
+        return False
     return metric.endswith("_err") or metric.startswith("overfit_gap") or metric == "best_val/top1_err"
 
 
