@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from alexnet.data.transforms import EvalTransform, TrainTransform, to_float
+from alexnet.data.transforms import EvalTransform, TrainTransform, center_crop, ten_crop, to_float
 from alexnet.streams import generator
 
 PARAMS = 6  # per image: top, left, flip, and the colour shift (3 values on the net's scale)
@@ -56,8 +56,6 @@ def augment_batch(transform: TrainTransform, images: torch.Tensor, params: torch
 
 def eval_batch(transform: EvalTransform, images: torch.Tensor) -> torch.Tensor:
     """EvalTransform for a batch: the centre crop (Bxcxsxs) or the ten views (Bx10xcxsxs), minus the mean."""
-    from alexnet.data.transforms import center_crop, ten_crop
-
     size = transform.crop_size
     patches = ten_crop(images, size) if transform.crops == 10 else center_crop(images, size)
     return to_float(patches, transform.pixel_max) - transform.mean.to(images.device)
