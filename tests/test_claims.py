@@ -43,6 +43,29 @@ def test_a_converged_budget_run_records_what_the_verdict_needs(train_run) -> Non
     assert "test/loss" in one  # the stand-in for top-5 on 10 classes
 
 
+def test_the_overfit_budget_warms_up_step_by_step_and_a_resumed_run_continues_the_ramp(train_run, tmp_path) -> None:
+    # 2 steps an epoch (200 images, batch 128), 2 warm-up epochs = 4 steps rising to lr 0.02, ÷10 after epoch 3
+    common = ["experiment=ablate_dropout", "arm=no_dropout", "debug=fast", "scheduler.warmup_epochs=2",
+              "scheduler.milestones=[3]", "data.train_subset=200", "trainer.check_val_every_n_epoch=1",
+              "callbacks.train_eval_error.sample=32", "test=false"]  # fmt: skip
+    proc, run_dir = train_run(*common, "trainer.max_epochs=4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lrs = [v for _, _, v in read_curves(run_dir / "metrics.csv")["lr"]]
+    assert lrs == pytest.approx([0.02 * k / 4 for k in range(1, 5)] + [0.02] * 2 + [0.002] * 2)
+    # stopped inside the warm-up and resumed from its checkpoint: the ramp goes on from the step it reached
+    first = tmp_path / "first"
+    proc, _ = train_run(*common, "trainer.max_epochs=1", f"hydra.run.dir={first}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = tmp_path / "resumed"
+    proc, _ = train_run(*common, "trainer.max_epochs=4", f"ckpt_path={first}/checkpoints/last.ckpt",
+                        f"hydra.run.dir={resumed}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [v for _, _, v in read_curves(resumed / "metrics.csv")["lr"]] == pytest.approx(lrs[2:])
+    # a warm-up longer than the first milestone is refused before anything runs
+    proc, _ = train_run(*common, "scheduler.warmup_epochs=4", f"hydra.run.dir={tmp_path / 'refused'}")
+    assert proc.returncode != 0 and "warmup_epochs" in proc.stderr
+
+
 def test_fig1_records_every_target_and_stops_at_the_last(train_run) -> None:
     proc, run_dir = train_run(
         "experiment=ablate_activation", "arm=relu", "optimizer.lr=0.01", "callbacks.train_error_target.window=2",

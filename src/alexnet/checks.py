@@ -147,6 +147,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.limit_test_batches": (limit, "null, a number of batches >= 0 or a fraction in [0, 1]"),
     "callbacks.model_checkpoint.monitor": (one_of(*VAL_METRICS), ", ".join(VAL_METRICS)),
     "scheduler.milestones": (milestones, "a list of increasing epoch counts >= 1, e.g. [8, 11]"),
+    "scheduler.warmup_epochs": (integer(0), "a number of epochs >= 0, at most the first milestone"),
     "callbacks.train_error_target.target": (errors, "a training error in (0, 1), or a list of them"),
     "callbacks.train_eval_error.sample": (optional(integer(1)), "null (every training image) or a number >= 1"),
     "callbacks.train_eval_error.every": (integer(1), "a number of epochs >= 1"),

@@ -172,14 +172,19 @@ class MilestoneSchedule(L.Callback):
     improving", for comparisons. A plateau rule cuts the rate at different epochs in different arms and seeds,
     so a paired difference would mix the ablation with the schedule; fixed epochs keep the schedule identical
     in every run of a claim. The rate is a function of the epoch alone, so a resumed run needs no state.
-    `milestones` are 1-based epoch counts: [8, 11] trains epochs 1-8 at lr, 9-11 at lr/10, 12- at lr/100."""
+    `milestones` are 1-based epoch counts: [8, 11] trains epochs 1-8 at lr, 9-11 at lr/10, 12- at lr/100.
+    `warmup_epochs` > 0 (not the paper's: it starts at full rate) raises the rate linearly, step by step, from
+    lr/steps to lr over that many epochs: on a small training set at lr 0.02 the net without dropout fell to
+    chance in its first epoch in 2 of 5 seeds, and a comparison of regularisers must not hinge on that."""
 
-    def __init__(self, milestones: list[int], factor: float = 0.1) -> None:
+    def __init__(self, milestones: list[int], factor: float = 0.1, warmup_epochs: int = 0) -> None:
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor={factor}: must be in (0, 1)")
         if any(m < 1 for m in milestones) or list(milestones) != sorted(set(milestones)):
             raise ValueError(f"milestones={list(milestones)}: increasing epoch counts >= 1")
-        self.milestones, self.factor = list(milestones), factor
+        if warmup_epochs < 0 or (milestones and warmup_epochs > milestones[0]):
+            raise ValueError(f"warmup_epochs={warmup_epochs}: must be in [0, the first milestone]")
+        self.milestones, self.factor, self.warmup_epochs = list(milestones), factor, warmup_epochs
         self.base_lrs: list[float] | None = None
 
     @property
@@ -199,3 +204,13 @@ class MilestoneSchedule(L.Callback):
         cuts = sum(trainer.current_epoch >= m for m in self.milestones)
         for group, lr in zip(optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * self.factor**cuts
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if not self.warmup_epochs or self.base_lrs is None:
+            return
+        # a function of the global step alone, like the cuts of the epoch: a resumed run needs no state
+        steps = self.warmup_epochs * max(1, trainer.num_training_batches // trainer.accumulate_grad_batches)
+        if trainer.global_step >= steps:
+            return
+        for group, lr in zip(trainer.optimizers[0].param_groups, self.base_lrs, strict=True):
+            group["lr"] = lr * (trainer.global_step + 1) / steps
