@@ -83,6 +83,21 @@ def test_each_sweep_lists_its_arms_and_at_least_three_seeds(name: str) -> None:
     assert cfg.experiment_name == name and cfg.logger.csv and cfg.logger.wandb
 
 
+def test_claims_on_one_budget_never_share_seeds() -> None:
+    # their reference arms are one configuration: on shared seeds they would be the same runs again, and one lucky
+    # seed would move every claim's difference together (ablate_test_crops reuses ablate_lrn's runs by design)
+    seen: dict[tuple[str, int], str] = {}
+    for name in ABLATIONS:
+        cfg = _compose(f"experiment={name}", hydra=True)
+        if name == "ablate_test_crops" or cfg.budget.name not in ("converged", "overfit"):
+            continue
+        for seed in str(cfg.hydra.sweeper.params.seed).split(","):
+            key = (cfg.budget.name, int(seed))
+            assert key not in seen, f"{name} and {seen.get(key)} both run seed {seed} on budget {key[0]}"
+            seen[key] = name
+    assert {b for b, _ in seen} == {"converged", "overfit"}
+
+
 def _lrn_acts(module, datamodule) -> bool:
     x = torch.rand(1, module.net.conv1.out_channels, 5, 5) * 100
     return not torch.equal(module.net.lrn1(x), x)
