@@ -29,10 +29,10 @@ from alexnet import plots  # noqa: E402
 from alexnet.module import VIEWS  # noqa: E402
 from alexnet.report import (  # noqa: E402
     Run,
-    by_epoch,
     capped,
     censored,
     chosen_settings,
+    convergence,
     group_arms,
     judge,
     load_runs,
@@ -172,20 +172,6 @@ def per_seed_table(results: list[Comparison]) -> str:
 
 def _seed_value(metric: str, value: float, bound: bool) -> str:
     return ("≥" if bound else "") + (f"{value * 100:.2f}" if is_percent(metric) else f"{value:.4g}")
-
-
-def convergence(runs: list[Run], spread: float = 0.002) -> str:
-    """The reference arm converged: its last 3 epochs' validation errors within `spread` of each other."""
-    lines, ok = [], 0
-    for run in sorted(runs, key=lambda r: r.seed):
-        val = [v for _, v in sorted(by_epoch(run.curves, "val/top1_err").items())]
-        if len(val) < 3:
-            return ""
-        width = max(val[-3:]) - min(val[-3:])
-        ok += width <= spread
-        lines.append(f"seed {run.seed}: {width * 100:.2f}")
-    return (f"Convergence of the reference arm (last 3 epochs' val top-1 within {spread * 100:.1f} points): "
-            f"**{ok} of {len(runs)} runs** ({'; '.join(lines)} points).")  # fmt: skip
 
 
 def lr_cuts(arms: dict[str, list[Run]]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet.report import Run, chosen_settings, read_curves, run_metrics, select_runs
+from alexnet.report import Run, chosen_settings, convergence, read_curves, run_metrics, select_runs
 from alexnet.verdict import adjust, holm, judge_values, parse_spec, seeds_for
 
 
@@ -150,3 +150,17 @@ def test_fig1_rates_are_chosen_on_the_tuning_seeds_and_compared_on_others() -> N
     assert {r.seed for r in compared} == {1, 2, 3} and {r.setting("optimizer.lr") for r in compared} == {0.03}
     edge = [_fig1_run("tanh", lr, s, 1000 * lr) for s in (101, 102) for lr in (0.01, 0.03, 0.1)]
     assert chosen_settings(edge, claim) == {"tanh": 0.01, "tanh_at_grid_edge": True}
+
+
+def test_the_convergence_check_fails_a_run_past_its_best_and_shows_one_still_moving() -> None:
+    def run(seed: int, val: list[float]) -> Run:
+        curves = {"val/top1_err": [(e, e, v) for e, v in enumerate(val)]}
+        return Run(Path("."), {}, {"seed": seed}, "ref", {}, curves)
+
+    at_best = run(1, [0.30, 0.20, 0.150, 0.140, 0.139])  # ends at its best, though still falling
+    past_best = run(2, [0.30, 0.13, 0.150, 0.160, 0.155])  # its best (13%) two points below its last epochs
+    text = convergence([past_best, at_best])
+    assert "**1 of 2 runs**" in text
+    assert "seed 1: 0.00 / 1.10" in text and "seed 2: 2.00 / 1.00" in text  # distance to the best / last-3 spread
+    assert convergence([run(3, [0.2, 0.1])]) == ""  # fewer than 3 epochs: nothing to say
+

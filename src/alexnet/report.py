@@ -312,3 +312,21 @@ def write_claim_json(path: Path, experiment: str, claim: dict[str, Any], results
         "comparisons": comparisons,
         **(extra or {}),
     })  # fmt: skip
+
+
+def convergence(runs: list[Run], within: float = 0.002) -> str:
+    """The reference arm's convergence check (the claims issue's): the best validation error of the run is within
+    `within` of the best of its last 3 epochs, i.e. the run ended at its best, not past it. A run still falling
+    passes too, so the report also shows how far the last 3 epochs' errors spread (a plateau would be ~0)."""
+    ok, lines = 0, []
+    for run in sorted(runs, key=lambda r: r.seed):
+        val = [v for _, v in sorted(by_epoch(run.curves, "val/top1_err").items())]
+        if len(val) < 3:
+            return ""
+        ok += min(val[-3:]) - min(val) <= within
+        lines.append(
+            f"seed {run.seed}: {(min(val[-3:]) - min(val)) * 100:.2f} / {(max(val[-3:]) - min(val[-3:])) * 100:.2f}"
+        )
+    return (f"Convergence of the reference arm (the best val top-1 within {within * 100:.1f} points of the best of "
+            f"the last 3 epochs): **{ok} of {len(runs)} runs**. Per seed, points: that distance / the last 3 epochs' "
+            f"spread ({'; '.join(lines)}).")  # fmt: skip
