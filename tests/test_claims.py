@@ -163,4 +163,3 @@ def test_the_convergence_check_fails_a_run_past_its_best_and_shows_one_still_mov
     assert "**1 of 2 runs**" in text
     assert "seed 1: 0.00 / 1.10" in text and "seed 2: 2.00 / 1.00" in text  # distance to the best / last-3 spread
     assert convergence([run(3, [0.2, 0.1])]) == ""  # fewer than 3 epochs: nothing to say
-
