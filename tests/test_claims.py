@@ -163,3 +163,25 @@ def test_the_convergence_check_fails_a_run_past_its_best_and_shows_one_still_mov
     assert "**1 of 2 runs**" in text
     assert "seed 1: 0.00 / 1.10" in text and "seed 2: 2.00 / 1.00" in text  # distance to the best / last-3 spread
     assert convergence([run(3, [0.2, 0.1])]) == ""  # fewer than 3 epochs: nothing to say
+
+
+def test_a_run_records_its_code_as_dirty_for_code_changes_not_for_claim_reports(tmp_path: Path) -> None:
+    import subprocess
+
+    from alexnet.utils import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "src" / "net.py").write_text("a = 1\n")
+    (tmp_path / "experiments" / "report.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "experiments" / "report.md").write_text("rewritten by the programme between claims\n")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "src" / "net.py").write_text("a = 2\n")
+    assert git_commit(tmp_path)["dirty"] is True

@@ -44,13 +44,14 @@ def print_metrics_table(title: str, metrics: Mapping[str, float]) -> None:
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """The commit the code ran from, and whether the working tree had uncommitted changes."""
+    """The commit the code ran from, and whether the working tree had uncommitted changes. The claim reports
+    under experiments/ are outputs (a sweep's programme rewrites them between claims), not code: not counted."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)experiments"],
             cwd=root,
             capture_output=True,
             text=True,
