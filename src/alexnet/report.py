@@ -323,10 +323,10 @@ def convergence(runs: list[Run], within: float = 0.002) -> str:
         val = [v for _, v in sorted(by_epoch(run.curves, "val/top1_err").items())]
         if len(val) < 3:
             return ""
-        ok += min(val[-3:]) - min(val) <= within
-        lines.append(
-            f"seed {run.seed}: {(min(val[-3:]) - min(val)) * 100:.2f} / {(max(val[-3:]) - min(val[-3:])) * 100:.2f}"
-        )
+        last = val[-3:]
+        distance, spread = min(last) - min(val), max(last) - min(last)
+        ok += distance <= within
+        lines.append(f"seed {run.seed}: {distance * 100:.2f} / {spread * 100:.2f}")
     return (f"Convergence of the reference arm (the best val top-1 within {within * 100:.1f} points of the best of "
             f"the last 3 epochs): **{ok} of {len(runs)} runs**. Per seed, points: that distance / the last 3 epochs' "
             f"spread ({'; '.join(lines)}).")  # fmt: skip
