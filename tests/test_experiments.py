@@ -179,6 +179,33 @@ def test_the_activation_experiment_follows_figure_1(tmp_path: Path) -> None:
     assert not set(cfg.claim.tuning_seeds) & {1, 2, 3, 4, 5}
 
 
+def _output_spread(overrides: list[str], fmnist_dir: Path, tmp_path: Path) -> dict[str, float]:
+    """Per arm of Fig. 1: how much the untrained net's outputs differ between images (std over a batch)."""
+    from alexnet.pipeline import build
+
+    spread = {}
+    for arm in ("relu", "tanh"):
+        torch.manual_seed(0)
+        cfg = compose_train([*data_overrides(fmnist_dir), "experiment=ablate_activation", f"arm={arm}", *overrides],
+                            tmp_path / arm)  # fmt: skip
+        module, datamodule, _, _ = build(cfg)
+        datamodule.setup("fit")
+        x = next(iter(datamodule.val_dataloader()))[0]
+        with torch.no_grad():
+            spread[arm] = module.net.eval()(x).std(0).mean().item()
+    return spread
+
+
+def test_both_figure_1_nets_start_where_they_can_learn(fmnist_dir: Path, tmp_path: Path) -> None:
+    # the experiment's init (He's, each unit's own gain, pixels on [0, 1]): both nets tell images apart at init
+    spread = _output_spread([], fmnist_dir, tmp_path / "kaiming")
+    assert spread["tanh"] > 0.1 * spread["relu"] > 0, spread
+    # the paper's init on raw pixels, set for ReLUs: the tanh net's outputs barely depend on the image, and such a
+    # net stayed at chance for 5 epochs at every rate tried (experiments/archive/ablate_activation-paper-init)
+    spread = _output_spread(["model.init=gain_matched", "data.pixel_max=255"], fmnist_dir, tmp_path / "paper")
+    assert spread["tanh"] < 0.01 * spread["relu"], spread
+
+
 @pytest.mark.parametrize(
     "overrides, words",
     [
