@@ -89,6 +89,39 @@ def arm_rows(arms: dict[str, list[Run]], metrics: list[str]) -> tuple[list[str],
     return header, rows
 
 
+def grid_table(runs: list[Run], claim: dict) -> str:
+    """Fig. 1's tuning: every arm at every setting of the grid on the tuning seeds, the chosen one marked, so a
+    reader sees that the grid brackets each arm's optimum (or that an arm reached nothing at any setting)."""
+    select_by = claim.get("select_by")
+    if not select_by:
+        return ""
+    tuning = set(claim.get("tuning_seeds") or [])
+    tuning_runs = [r for r in runs if r.seed in tuning] or runs
+    chosen, key = chosen_settings(runs, claim), select_by.rsplit(".", 1)[-1]
+    groups: dict[str, list[Run]] = {}
+    for r in sorted(tuning_runs, key=lambda r: (r.arm, r.setting(select_by))):
+        setting = r.setting(select_by)
+        label = f"{r.arm} {key}={setting}" + (" (chosen)" if chosen.get(r.arm) == setting else "")
+        groups.setdefault(label, []).append(r)
+    header, rows = arm_rows(groups, list(claim["paper"]))
+    diverged = [sum(r.summary.get("diverged_at_step") is not None for r in rs) for rs in groups.values()]
+    rows = [[*row, str(d)] for row, d in zip(rows, diverged, strict=True)]
+    notes = [
+        f"**{arm} reached no target at any {key} of the grid**: its chosen {key} is arbitrary and its steps are bounds."
+        for arm in sorted({r.arm for r in tuning_runs})
+        if all(censored(r, m) for r in tuning_runs if r.arm == arm for m in claim["paper"])
+    ]
+    notes += [f"{arm}'s chosen {key} is at the edge of the grid: its optimum may lie outside it."
+              for arm in sorted({r.arm for r in tuning_runs}) if chosen.get(f"{arm}_at_grid_edge")]  # fmt: skip
+    return "\n\n".join(
+        [
+            f"## The {key} grid (tuning seeds {sorted(tuning)}; ≥: some runs never reached it)",
+            markdown_table([*header, "diverged"], rows),
+            *notes,
+        ]
+    )
+
+
 def fmt_value(metric: str, value: float, ratio: bool, signed: bool = True) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -263,6 +296,8 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
         "## Arms (mean ± std over seeds)",
         "",
         markdown_table(header, rows),
+        "",
+        grid_table(runs, claim),
         "",
         "## The claim",
         "",

@@ -4,6 +4,7 @@ of the verdict (Holm, seeds needed, gaps at a matched training error, rates chos
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -150,6 +151,27 @@ def test_fig1_rates_are_chosen_on_the_tuning_seeds_and_compared_on_others() -> N
     assert {r.seed for r in compared} == {1, 2, 3} and {r.setting("optimizer.lr") for r in compared} == {0.03}
     edge = [_fig1_run("tanh", lr, s, 1000 * lr) for s in (101, 102) for lr in (0.01, 0.03, 0.1)]
     assert chosen_settings(edge, claim) == {"tanh": 0.01, "tanh_at_grid_edge": True}
+
+
+def test_fig1_report_shows_every_rate_of_the_grid_and_an_arm_that_reached_nothing() -> None:
+    spec = importlib.util.spec_from_file_location("compare", Path(__file__).parents[1] / "src" / "compare.py")
+    compare_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_py)
+    claim = {"select_by": "optimizer.lr", "tuning_seeds": [101, 102], "paper": {"steps_to_target": "x6"}}
+    grid = [(0.01, 400), (0.03, 200), (0.1, 300)]
+    runs = [_fig1_run("relu", lr, s, steps) for s in (101, 102) for lr, steps in grid]
+    runs += [_fig1_run("tanh", lr, s, math.inf) for s in (101, 102) for lr, _ in grid]  # at chance at every rate
+    runs += [_fig1_run("relu", 0.01, 1, 100)]  # a compared seed: not part of the grid
+    table = compare_py.grid_table(runs, claim)
+    rows = [line for line in table.splitlines() if line.startswith(("| relu", "| tanh"))]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| relu lr=0.01", "| relu lr=0.03 (chosen)", "| relu lr=0.1",
+        "| tanh lr=0.01 (chosen)", "| tanh lr=0.03", "| tanh lr=0.1",
+    ]  # fmt: skip
+    assert rows[1].split(" | ")[1:3] == ["2", "200.00 ± 0.00"]  # the tuning seeds only
+    assert all("≥ 2000.00" in r for r in rows[3:])  # bounds, never values
+    assert "tanh reached no target" in table and "relu reached no target" not in table
+    assert "tanh's chosen lr is at the edge" in table and "relu's chosen lr is at the edge" not in table
 
 
 def test_the_convergence_check_fails_a_run_past_its_best_and_shows_one_still_moving() -> None:
