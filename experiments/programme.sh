@@ -34,6 +34,7 @@ for name in "${@:-${ORDER[@]}}"; do
     for choice in $(python src/compare.py "$tuning" --select); do
       case $choice in
       *_at_grid_edge=*) echo "warning: ${choice%%_at_grid_edge=*}'s fastest rate is at the edge of the grid" >&2 ;;
+      *_reached_nothing=*) echo "warning: ${choice%%_reached_nothing=*} reached no target at any rate of the grid" >&2 ;;
       *) sweep ablate_activation "$RUNS/ablate_activation/programme" "arm=${choice%%=*}" "optimizer.lr=${choice#*=}" \
         seed=1,2,3,4,5 ;;
       esac

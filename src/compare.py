@@ -108,11 +108,11 @@ def grid_table(runs: list[Run], claim: dict) -> str:
     rows = [[*row, str(d)] for row, d in zip(rows, diverged, strict=True)]
     notes = [
         f"**{arm} reached no target at any {key} of the grid**: its chosen {key} is arbitrary and its steps are bounds."
+        if chosen.get(f"{arm}_reached_nothing")
+        else f"{arm}'s chosen {key} is at the edge of the grid: its optimum may lie outside it."
         for arm in sorted({r.arm for r in tuning_runs})
-        if all(censored(r, m) for r in tuning_runs if r.arm == arm for m in claim["paper"])
+        if chosen.get(f"{arm}_reached_nothing") or chosen.get(f"{arm}_at_grid_edge")
     ]
-    notes += [f"{arm}'s chosen {key} is at the edge of the grid: its optimum may lie outside it."
-              for arm in sorted({r.arm for r in tuning_runs}) if chosen.get(f"{arm}_at_grid_edge")]  # fmt: skip
     return "\n\n".join(
         [
             f"## The {key} grid (tuning seeds {sorted(tuning)}; ≥: some runs never reached it)",

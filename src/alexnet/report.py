@@ -288,7 +288,9 @@ def chosen_settings(runs: list[Run], claim: dict[str, Any]) -> dict[str, Any]:
     for arm in sorted({r.arm for r in tuning_runs}):
         chosen = select_setting(tuning_runs, arm, select_by, list(claim["paper"]))
         out[arm] = chosen[0].setting(select_by)
-        if at_grid_edge(tuning_runs, chosen, select_by):
+        if all(censored(r, m) for r in tuning_runs if r.arm == arm for m in claim["paper"]):
+            out[f"{arm}_reached_nothing"] = True  # no setting reached any target: the choice is arbitrary
+        elif at_grid_edge(tuning_runs, chosen, select_by):
             out[f"{arm}_at_grid_edge"] = True
     return out
 
