@@ -36,6 +36,7 @@ from alexnet.report import (  # noqa: E402
     group_arms,
     judge,
     load_runs,
+    tuning_runs,
     write_claim_json,
 )
 from alexnet.utils import write_json  # noqa: E402
@@ -95,11 +96,9 @@ def grid_table(runs: list[Run], claim: dict) -> str:
     select_by = claim.get("select_by")
     if not select_by:
         return ""
-    tuning = set(claim.get("tuning_seeds") or [])
-    tuning_runs = [r for r in runs if r.seed in tuning] or runs
-    chosen, key = chosen_settings(runs, claim), select_by.rsplit(".", 1)[-1]
+    tuned, chosen, key = tuning_runs(runs, claim), chosen_settings(runs, claim), select_by.rsplit(".", 1)[-1]
     groups: dict[str, list[Run]] = {}
-    for r in sorted(tuning_runs, key=lambda r: (r.arm, r.setting(select_by))):
+    for r in sorted(tuned, key=lambda r: (r.arm, r.setting(select_by))):
         setting = r.setting(select_by)
         label = f"{r.arm} {key}={setting}" + (" (chosen)" if chosen.get(r.arm) == setting else "")
         groups.setdefault(label, []).append(r)
@@ -110,12 +109,12 @@ def grid_table(runs: list[Run], claim: dict) -> str:
         f"**{arm} reached no target at any {key} of the grid**: its chosen {key} is arbitrary and its steps are bounds."
         if chosen.get(f"{arm}_reached_nothing")
         else f"{arm}'s chosen {key} is at the edge of the grid: its optimum may lie outside it."
-        for arm in sorted({r.arm for r in tuning_runs})
+        for arm in sorted({r.arm for r in tuned})
         if chosen.get(f"{arm}_reached_nothing") or chosen.get(f"{arm}_at_grid_edge")
     ]
     return "\n\n".join(
         [
-            f"## The {key} grid (tuning seeds {sorted(tuning)}; ≥: some runs never reached it)",
+            f"## The {key} grid (tuning seeds {sorted({r.seed for r in tuned})}; ≥: some runs never reached it)",
             markdown_table([*header, "diverged"], rows),
             *notes,
         ]

@@ -267,12 +267,17 @@ def judge(runs: list[Run]) -> tuple[dict[str, Any], list[Comparison], dict[str, 
     return {**claim, "reference": reference, "ablated": ablated}, results, chosen
 
 
+def tuning_runs(runs: list[Run], claim: dict[str, Any]) -> list[Run]:
+    """Fig. 1: the runs on the claim's tuning seeds (all the runs, for a sweep without separate tuning seeds)."""
+    tuning = set(claim.get("tuning_seeds") or [])
+    return [r for r in runs if r.seed in tuning] or runs
+
+
 def select_runs(runs: list[Run], claim: dict[str, Any], arm: str) -> list[Run]:
     """Fig. 1: the arm's setting chosen on the tuning seeds; the runs of that setting on the other seeds (or, for
     a sweep without separate tuning seeds, the tuning runs themselves)."""
     select_by, tuning = claim["select_by"], set(claim.get("tuning_seeds") or [])
-    tuning_runs = [r for r in runs if r.seed in tuning] or runs
-    chosen = select_setting(tuning_runs, arm, select_by, list(claim["paper"]))
+    chosen = select_setting(tuning_runs(runs, claim), arm, select_by, list(claim["paper"]))
     if not chosen:
         return []
     setting = chosen[0].setting(select_by)
@@ -282,15 +287,14 @@ def select_runs(runs: list[Run], claim: dict[str, Any], arm: str) -> list[Run]:
 
 def chosen_settings(runs: list[Run], claim: dict[str, Any]) -> dict[str, Any]:
     """Each arm's setting chosen on the tuning seeds (what experiments/programme.sh runs the comparison at)."""
-    select_by, tuning = claim["select_by"], set(claim.get("tuning_seeds") or [])
-    tuning_runs = [r for r in runs if r.seed in tuning] or runs
+    select_by, tuned = claim["select_by"], tuning_runs(runs, claim)
     out = {}
-    for arm in sorted({r.arm for r in tuning_runs}):
-        chosen = select_setting(tuning_runs, arm, select_by, list(claim["paper"]))
+    for arm in sorted({r.arm for r in tuned}):
+        chosen = select_setting(tuned, arm, select_by, list(claim["paper"]))
         out[arm] = chosen[0].setting(select_by)
-        if all(censored(r, m) for r in tuning_runs if r.arm == arm for m in claim["paper"]):
+        if all(censored(r, m) for r in tuned if r.arm == arm for m in claim["paper"]):
             out[f"{arm}_reached_nothing"] = True  # no setting reached any target: the choice is arbitrary
-        elif at_grid_edge(tuning_runs, chosen, select_by):
+        elif at_grid_edge(tuned, chosen, select_by):
             out[f"{arm}_at_grid_edge"] = True
     return out
 
