@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from alexnet.lrn import local_response_norm
-from alexnet.model import AlexNet, LocalResponseNorm
+from alexnet.lrn import LocalResponseNorm, local_response_norm
+from alexnet.model import AlexNet
 
 N, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0
 NET = dict(

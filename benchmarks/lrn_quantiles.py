@@ -24,7 +24,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from alexnet.model import LocalResponseNorm  # noqa: E402
+from alexnet.lrn import LocalResponseNorm  # noqa: E402
 from alexnet.pipeline import load_checkpoint, rebuild  # noqa: E402
 
 PERCENTILES = (5, 50, 95, 99, 99.9)

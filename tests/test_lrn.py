@@ -164,7 +164,7 @@ def test_rejects_bad_arguments(shape, n, groups) -> None:
 def test_the_layer_compiled_equals_the_reference_in_float32() -> None:
     """speed.compile: the LRN layer as torch.compile traces it (the GPU path's formula, decomposed by AOT autograd
     as inductor would get it) keeps the reference's output and gradient in float32."""
-    from alexnet.model import LocalResponseNorm
+    from alexnet.lrn import LocalResponseNorm
 
     layer = LocalResponseNorm(n=5, alpha=1e-4, beta=BETA, k=K, groups=2)
     layer.cpu_kernel = False  # the formula a GPU runs, which compile fuses there
@@ -177,3 +177,38 @@ def test_the_layer_compiled_equals_the_reference_in_float32() -> None:
     (grad_expected,) = torch.autograd.grad(expected.sum(), x64)
     torch.testing.assert_close(out.double(), expected.detach(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad.double(), grad_expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("kind", ["pixel", "small"])
+@pytest.mark.parametrize("groups, n", [(1, 5), (2, 5), (2, 4), (3, 7)])
+def test_channels_last_matches_reference(n, groups, kind, dtype, tol) -> None:
+    """speed.channels_last: an NHWC input takes the window-matrix kernel, the same function as the formula, and
+    its output and input gradient stay NHWC (no copy into NCHW and back)."""
+    x = activations(kind, dtype).contiguous(memory_format=torch.channels_last)
+    assert lrn._channels_last(x)
+    compare(x, n, SCALES[1], groups, rtol=tol, atol=tol)
+    x.requires_grad_()
+    out = local_response_norm(x, n, SCALES[1], BETA, K, groups)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    for t in (out, grad):
+        assert t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def test_channels_last_half_precision_and_layer_dispatch() -> None:
+    """The NHWC kernel computes half inputs in float32, and the layer sends an NHWC input to it on every path
+    (also `cpu_kernel=False`, the branch a GPU takes): the same numbers as the NCHW kernel."""
+    from alexnet.lrn import LocalResponseNorm
+
+    x = activations("pixel", torch.float32, shape=(3, 12, 5, 4))
+    layer = LocalResponseNorm(groups=2)
+    expected = layer(x)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    for cpu_kernel in (True, False):
+        layer.cpu_kernel = cpu_kernel
+        out = layer(nhwc)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-5)
+    half = local_response_norm(nhwc.bfloat16(), 5, 2e-5, BETA, K, 2)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), expected, rtol=torch.finfo(torch.bfloat16).eps, atol=1e-3)

@@ -242,3 +242,21 @@ def test_paper_initialisation(paper_net: AlexNet) -> None:
 def test_bad_arguments_are_named(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         AlexNet(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"lrn": {"enabled": False}, "activation": "tanh", "dropout": 0.0}])
+def test_print_follows_the_data_flow(kwargs: dict) -> None:
+    """print(net) reads as Fig. 2: the layers are registered in the order a forward pass calls them, each use of
+    an activation, pooling or dropout its own layer (conv -> ReLU -> LRN -> pool, twice; conv3-5; pool; fc6 and
+    fc7 each with ReLU and dropout; fc8)."""
+    net = AlexNet(**mini_kwargs(**kwargs))
+    called: list[str] = []
+    children = list(net.named_children())
+    hooks = [m.register_forward_pre_hook(lambda m, i, name=name: called.append(name)) for name, m in children]
+    net(torch.randn(2, 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    assert called == [name for name, _ in net.named_children()]
+    assert called[:5] == ["pad", "conv1", "act1", "lrn1", "pool1"] and called[-1] == "fc8"
+    assert [n for n in called if n.startswith(("conv", "fc"))] == list(LAYERS)
+    assert called.index("drop6") == called.index("act6") + 1 and called.index("drop7") == called.index("act7") + 1

@@ -29,9 +29,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["local_response_norm"]
+__all__ = ["LocalResponseNorm", "local_response_norm"]
+
+LRN_CONVENTIONS = ("paper", "cuda_convnet")
 
 # On CPU, rows of (maps x pixels) are processed in blocks of about this many elements per thread (4 MiB of
 # float32), so that the dozen elementwise passes over a block hit the cache rather than memory. Smaller blocks
@@ -47,6 +51,72 @@ _RECOMPUTE_ELEMENTS = 1 << 23
 _HALF = (torch.float16, torch.bfloat16)
 
 
+class LocalResponseNorm(nn.Module):
+    """§3.3: b = a / (k + alpha * sum of a^2 over n adjacent maps)^beta, within each tower.
+
+    `convention="paper"` is the formula as printed; `"cuda_convnet"` divides alpha by n, as the
+    author's code (and PyTorch, and Caffe) do. With the paper's constants the two differ 5x in alpha.
+    `groups=2` keeps the sum inside each tower's maps, as on the two GPUs: the last map of tower A
+    and the first of tower B are not neighbours.
+    """
+
+    def __init__(
+        self,
+        n: int = 5,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        k: float = 2.0,
+        alpha_convention: str = "cuda_convnet",
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        if alpha_convention not in LRN_CONVENTIONS:
+            raise ValueError(f"lrn.alpha_convention={alpha_convention!r}: allowed {LRN_CONVENTIONS}")
+        for key, value, ok, allowed in (
+            ("n", n, isinstance(n, int) and not isinstance(n, bool) and n >= 1, "an integer >= 1 (the paper: 5)"),
+            ("k", k, isinstance(k, int | float) and k > 0, "a number > 0 (the paper: 2)"),
+            ("alpha", alpha, isinstance(alpha, int | float) and alpha >= 0, "a number >= 0 (the paper: 1e-4)"),
+            ("beta", beta, isinstance(beta, int | float) and beta > 0, "a number > 0 (the paper: 0.75)"),
+        ):
+            if not ok:
+                raise ValueError(f"lrn.{key}={value!r}: must be {allowed}")
+        self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
+        self.alpha_convention, self.groups = alpha_convention, groups
+        # the coefficient of the sum of squares in the denominator
+        self.scale = alpha if alpha_convention == "paper" else alpha / n
+        self.cpu_kernel = True  # alexnet.lrn on CPU (False: torch's kernel there too); the same function
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _channels_last(x):  # NHWC on any device: a product with the window matrix, no copy to NCHW and back
+            return local_response_norm(x, self.n, self.scale, self.beta, self.k, self.groups)
+        if x.is_cuda or not self.cpu_kernel:  # NCHW on a GPU: torch's kernel (benchmarks/lrn.py)
+            b, c, h, w = x.shape
+            y = F.local_response_norm(x.reshape(b * self.groups, c // self.groups, h, w), self.n, self.scale * self.n,
+                                      self.beta, self.k)  # fmt: skip
+            return y.reshape(b, c, h, w)
+        # NCHW on CPU: our analytic-backward kernel; LRN was 30-40% of the embedded net's step with torch's or with
+        # shifted sums under autograd, about 12% with it (benchmarks/lrn.py)
+        return local_response_norm(x, self.n, self.scale, self.beta, self.k, self.groups)
+
+    @torch.no_grad()
+    def denominator(self, x: torch.Tensor) -> torch.Tensor:
+        """(k + alpha' * sum of a^2 over the window)^beta at every unit of `x` (this layer's input): 1 x k^beta
+        everywhere means the layer only rescales (benchmarks/lrn_quantiles.py). Written plainly, as shifted sums
+        of the squares within each tower, cut at its edges."""
+        b, c, h, w = x.shape
+        squares = x.reshape(b * self.groups, c // self.groups, h, w).square()
+        front = self.n // 2  # maps i - n/2 ... i + n - 1 - n/2
+        padded = F.pad(squares, (0, 0, 0, 0, front, self.n - 1 - front))
+        window = sum(padded[:, i : i + c // self.groups] for i in range(self.n))
+        return (window * self.scale + self.k).pow(self.beta).reshape(b, c, h, w)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n={self.n}, alpha={self.alpha} ({self.alpha_convention}), beta={self.beta}, "
+            f"k={self.k}, groups={self.groups}"
+        )
+
+
 def local_response_norm(x: torch.Tensor, n: int, scale: float, beta: float, k: float, groups: int = 1) -> torch.Tensor:
     """LRN of x (batch, channels, *spatial) over windows of n maps within each of `groups` groups of channels.
 
@@ -57,7 +127,15 @@ def local_response_norm(x: torch.Tensor, n: int, scale: float, beta: float, k: f
         raise ValueError(f"local_response_norm: x must be floating (batch, channels, ...), got {x.dtype} {x.shape}")
     if n < 1 or groups < 1 or x.shape[1] % groups:
         raise ValueError(f"local_response_norm: n={n}, groups={groups} for {x.shape[1]} channels")
-    return _LocalResponseNorm.apply(x, int(n), float(scale), float(beta), float(k), int(groups))
+    args = (int(n), float(scale), float(beta), float(k), int(groups))
+    if _channels_last(x):
+        return _ChannelsLastLRN.apply(x, *args)
+    return _LocalResponseNorm.apply(x, *args)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """NHWC in memory (and not also NCHW, as a 1x1 map or a single channel is)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def _block_rows(a: torch.Tensor) -> int:
@@ -180,3 +258,45 @@ class _LocalResponseNorm(torch.autograd.Function):
             window = _window_sum(windows, _first(total, len(a_block)))
             grad_block.addcmul_(a_block, window, value=-2.0 * beta * scale)
         return grad_a.to(dtype).reshape(shape), None, None, None, None, None
+
+
+def _window_matrix(c: int, n: int, groups: int, like: torch.Tensor) -> torch.Tensor:
+    """W (c x c) with W[j, i] = 1 where map j is in map i's window of its own group: sum_j a_j^2 W[j, i] is the
+    window sum of map i, and the transposed window of the backward is a product with W^T."""
+    i = torch.arange(c, device=like.device)
+    j = i[:, None]
+    per_group = c // groups
+    inside = (j >= i - n // 2) & (j <= i + n - 1 - n // 2) & (j // per_group == i // per_group)
+    return inside.to(like.dtype)
+
+
+class _ChannelsLastLRN(torch.autograd.Function):
+    """The same function for NHWC inputs (speed.channels_last): there a pixel's maps are adjacent in memory, so the
+    window sums over maps are one (pixels x maps) @ (maps x maps) product with the 0/1 window matrix, and the
+    input, output and gradient stay NHWC: no copy into NCHW and back around every LRN layer."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, n: int, scale: float, beta: float, k: float, groups: int) -> torch.Tensor:
+        b, c, h, w = x.shape
+        a = x.permute(0, 2, 3, 1).reshape(b * h * w, c)  # a view: x is NHWC
+        a = a.float() if a.dtype in _HALF else a
+        window = _window_matrix(c, n, groups, a)
+        d = torch.addmm(a.new_full((c,), k), a * a, window, alpha=scale)  # k + scale * window sum of a^2
+        p, out = torch.empty_like(d), torch.empty_like(d)
+        _neg_pow(d, beta, p, scratch=out)
+        torch.mul(a, p, out=out)
+        ctx.save_for_backward(a, d, p, window)
+        ctx.lrn = (scale, beta, x.shape, x.dtype)
+        return out.to(x.dtype).view(b, h, w, c).permute(0, 3, 1, 2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, d, p, window = ctx.saved_tensors
+        scale, beta, (b, c, h, w), dtype = ctx.lrn
+        g = grad.permute(0, 2, 3, 1).reshape(a.shape).to(a.dtype)
+        grad_a = g * p  # g_i d_i^-beta
+        t = grad_a * a
+        t /= d  # g_j a_j d_j^(-beta-1)
+        grad_a.addcmul_(a, t @ window.T, value=-2.0 * beta * scale)
+        return grad_a.to(dtype).view(b, h, w, c).permute(0, 3, 1, 2), None, None, None, None, None

@@ -13,16 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from alexnet.lrn import local_response_norm
+from alexnet.lrn import LocalResponseNorm
 
 # Kernels per conv layer in the paper's net (both towers together), Figure 2.
 PAPER_CONV_CHANNELS = (96, 256, 384, 384, 256)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}  # (z, s) of §3.4
-LRN_CONVENTIONS = ("paper", "cuda_convnet")
 TOWERS = ("two", "one")
 INITS = ("paper", "gain_matched", "kaiming")
 DROPOUT_STYLES = ("paper", "inverted")
@@ -33,70 +31,6 @@ PAPER_FAN_IN = {
     "conv1": 11 * 11 * 3, "conv2": 5 * 5 * 48, "conv3": 3 * 3 * 256, "conv4": 3 * 3 * 192, "conv5": 3 * 3 * 192,
     "fc6": 256 * 6 * 6, "fc7": 4096, "fc8": 4096,
 }  # fmt: skip
-
-
-class LocalResponseNorm(nn.Module):
-    """§3.3: b = a / (k + alpha * sum of a^2 over n adjacent maps)^beta, within each tower.
-
-    `convention="paper"` is the formula as printed; `"cuda_convnet"` divides alpha by n, as the
-    author's code (and PyTorch, and Caffe) do. With the paper's constants the two differ 5x in alpha.
-    `groups=2` keeps the sum inside each tower's maps, as on the two GPUs: the last map of tower A
-    and the first of tower B are not neighbours.
-    """
-
-    def __init__(
-        self,
-        n: int = 5,
-        alpha: float = 1e-4,
-        beta: float = 0.75,
-        k: float = 2.0,
-        alpha_convention: str = "cuda_convnet",
-        groups: int = 1,
-    ) -> None:
-        super().__init__()
-        if alpha_convention not in LRN_CONVENTIONS:
-            raise ValueError(f"lrn.alpha_convention={alpha_convention!r}: allowed {LRN_CONVENTIONS}")
-        for key, value, ok, allowed in (
-            ("n", n, isinstance(n, int) and not isinstance(n, bool) and n >= 1, "an integer >= 1 (the paper: 5)"),
-            ("k", k, isinstance(k, int | float) and k > 0, "a number > 0 (the paper: 2)"),
-            ("alpha", alpha, isinstance(alpha, int | float) and alpha >= 0, "a number >= 0 (the paper: 1e-4)"),
-            ("beta", beta, isinstance(beta, int | float) and beta > 0, "a number > 0 (the paper: 0.75)"),
-        ):
-            if not ok:
-                raise ValueError(f"lrn.{key}={value!r}: must be {allowed}")
-        self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
-        self.alpha_convention, self.groups = alpha_convention, groups
-        # the coefficient of the sum of squares in the denominator
-        self.scale = alpha if alpha_convention == "paper" else alpha / n
-        self.cpu_kernel = True  # alexnet.lrn on CPU (False: torch's kernel there too); the same function
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda or not self.cpu_kernel:  # torch's kernel on GPUs (benchmarks/lrn.py)
-            b, c, h, w = x.shape
-            per_tower = x.reshape(b * self.groups, c // self.groups, h, w)
-            y = F.local_response_norm(per_tower, self.n, self.scale * self.n, self.beta, self.k)
-            return y.reshape(b, c, h, w)
-        # on CPU our analytic-backward kernel: LRN was 30-40% of the embedded net's step with torch's or with
-        # shifted sums under autograd, about 12% with it (benchmarks/lrn.py)
-        return local_response_norm(x, self.n, self.scale, self.beta, self.k, self.groups)
-
-    @torch.no_grad()
-    def denominator(self, x: torch.Tensor) -> torch.Tensor:
-        """(k + alpha' * sum of a^2 over the window)^beta at every unit of `x` (this layer's input): 1 x k^beta
-        everywhere means the layer only rescales (benchmarks/lrn_quantiles.py). Written plainly, as shifted sums
-        of the squares within each tower, cut at its edges."""
-        b, c, h, w = x.shape
-        squares = x.reshape(b * self.groups, c // self.groups, h, w).square()
-        front = self.n // 2  # maps i - n/2 ... i + n - 1 - n/2
-        padded = F.pad(squares, (0, 0, 0, 0, front, self.n - 1 - front))
-        window = sum(padded[:, i : i + c // self.groups] for i in range(self.n))
-        return (window * self.scale + self.k).pow(self.beta).reshape(b, c, h, w)
-
-    def extra_repr(self) -> str:
-        return (
-            f"n={self.n}, alpha={self.alpha} ({self.alpha_convention}), beta={self.beta}, "
-            f"k={self.k}, groups={self.groups}"
-        )
 
 
 class Dropout(nn.Module):
@@ -189,17 +123,6 @@ class AlexNet(nn.Module):
         # 224 vs 227 (docs/fidelity.md): we keep the paper's 224 input and pad conv1's right and bottom edges
         # by 3 zeros, which is what the author's cuda-convnet2 does by rounding output sizes up:
         # (224 + 3 - 11) / 4 + 1 = 55 exactly, and no kernel position is wasted on padding alone.
-        self.pad = nn.ZeroPad2d(tuple(stem_padding))
-        self.conv1 = nn.Conv2d(in_channels, c1, stem_kernel, stem_stride)  # sees the whole image
-        self.lrn1 = self._lrn(lrn, g)
-        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, groups=g)  # within tower
-        self.lrn2 = self._lrn(lrn, g)
-        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)  # across towers
-        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=g)  # within tower
-        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=g)  # within tower
-        self.pool = nn.MaxPool2d(z, s)  # floor mode: 3/2 and 2/2 give the same sizes on odd inputs
-        self.act = act()
-
         pad_lr, pad_tb = stem_padding[0] + stem_padding[1], stem_padding[2] + stem_padding[3]
         h1 = _out(input_size, stem_kernel, stem_stride, pad_tb)
         w1 = _out(input_size, stem_kernel, stem_stride, pad_lr)
@@ -210,10 +133,30 @@ class AlexNet(nn.Module):
                 f"stem_stride={stem_stride}: conv1 gives {h1}x{w1} and pool5 {h5}x{w5}"
             )
         self.conv1_size = (h1, w1)
+
+        # Registered in the order the data flows (Fig. 2), so that print(net) reads as the figure: ReLU after
+        # every learned layer but the last, LRN after conv1 and conv2, max-pooling after both LRNs and conv5
+        # (§3.5), dropout on the outputs of fc6 and fc7 (§4.2). Pooling is floor mode: 3/2 and 2/2 give the same
+        # sizes on odd inputs.
+        # 224 vs 227 (docs/fidelity.md): we keep the paper's 224 input and pad conv1's right and bottom edges
+        # by 3 zeros, which is what the author's cuda-convnet2 does by rounding output sizes up:
+        # (224 + 3 - 11) / 4 + 1 = 55 exactly, and no kernel position is wasted on padding alone.
+        self.pad = nn.ZeroPad2d(tuple(stem_padding))
+        self.conv1 = nn.Conv2d(in_channels, c1, stem_kernel, stem_stride)  # sees the whole image
+        self.act1, self.lrn1, self.pool1 = act(), self._lrn(lrn, g), nn.MaxPool2d(z, s)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, groups=g)  # within tower
+        self.act2, self.lrn2, self.pool2 = act(), self._lrn(lrn, g), nn.MaxPool2d(z, s)
+        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)  # across towers
+        self.act3 = act()
+        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=g)  # within tower
+        self.act4 = act()
+        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=g)  # within tower
+        self.act5, self.pool5 = act(), nn.MaxPool2d(z, s)
         self.fc6 = nn.Linear(c5 * h5 * w5, fc_width)  # 256 * 6 * 6 = 9216 in the paper's net
+        self.act6, self.drop6 = act(), Dropout(dropout, dropout_style)
         self.fc7 = nn.Linear(fc_width, fc_width)
+        self.act7, self.drop7 = act(), Dropout(dropout, dropout_style)
         self.fc8 = nn.Linear(fc_width, num_classes)
-        self.dropout = Dropout(dropout, dropout_style)  # §4.2: on the outputs of fc6 and fc7
         self.reset_parameters(init)
 
     @staticmethod
@@ -245,13 +188,18 @@ class AlexNet(nn.Module):
             convert_in_place(state_dict, prefix, towers_to_grouped)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
+    # one of each kind, for code that asks what the net's activation, pooling or dropout is (all uses share it)
+    act = property(lambda self: self.act1)
+    pool = property(lambda self: self.pool1)
+    dropout = property(lambda self: self.drop6)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.lrn1(self.act(self.conv1(self.pad(x)))))
-        x = self.pool(self.lrn2(self.act(self.conv2(x))))
-        x = self.act(self.conv3(x))
-        x = self.act(self.conv4(x))
-        x = self.pool(self.act(self.conv5(x)))
+        x = self.pool1(self.lrn1(self.act1(self.conv1(self.pad(x)))))
+        x = self.pool2(self.lrn2(self.act2(self.conv2(x))))
+        x = self.act3(self.conv3(x))
+        x = self.act4(self.conv4(x))
+        x = self.pool5(self.act5(self.conv5(x)))
         x = torch.flatten(x, 1)
-        x = self.dropout(self.act(self.fc6(x)))
-        x = self.dropout(self.act(self.fc7(x)))
+        x = self.drop6(self.act6(self.fc6(x)))
+        x = self.drop7(self.act7(self.fc7(x)))
         return self.fc8(x)
