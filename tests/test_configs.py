@@ -67,7 +67,7 @@ def test_defaults_are_the_papers_recipe(tmp_path: Path) -> None:
         # §5's update rule (Eq. 3-4), not torch.optim.SGD, whose momentum differs after each learning-rate drop
         assert cfg.optimizer._target_ == "alexnet.optim.PaperSGD" and get_class(cfg.optimizer._target_) is PaperSGD
         # the paper's lr 0.01 for its net; the embedded default trains at 0.02 for 15 epochs (its recipe, in
-        # conf/model/alexnet_mini.yaml: a 10-minute budget instead of 90 epochs)
+        # conf/budget/default.yaml: a 10-minute budget instead of 90 epochs)
         lr = 0.02 if not overrides else 0.01
         assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (lr, 0.9, 5e-4)
         assert cfg.optimizer.bias_decay is False  # weights only, as the author's code

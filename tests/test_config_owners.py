@@ -1,0 +1,49 @@
+"""Each config key has one owner: a net config sets the net and nothing else, the default run's recipe lives in
+budget=default, and an experiment's budget replaces that recipe whole."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import CONF
+
+
+def flat(overrides: list[str]) -> dict[str, object]:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    out: dict[str, object] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+def changed(a: dict[str, object], b: dict[str, object]) -> set[str]:
+    return {k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>")}
+
+
+@pytest.mark.parametrize("net", sorted(p.stem for p in (CONF / "model").glob("*.yaml")))
+def test_choosing_a_net_changes_only_the_net(net: str) -> None:
+    """`model=alexnet` used to move the rate from 0.02 to 0.01 and the epochs from 15 to 9 (the embedded net's
+    config was global and carried the default run's recipe)."""
+    default, other = flat([]), flat([f"model={net}"])
+    assert {k for k in changed(default, other) if not k.startswith("model.")} == set()
+    assert (other["optimizer.lr"], other["trainer.max_epochs"]) == (0.02, 15)
+
+
+def test_the_default_recipe_is_the_default_budget_and_an_experiment_replaces_it() -> None:
+    default = flat([])
+    assert (default["budget.name"], default["optimizer.lr"], default["trainer.max_epochs"]) == ("default", 0.02, 15)
+    converged = flat(["experiment=ablate_lrn"])
+    assert (converged["budget.name"], converged["optimizer.lr"], converged["trainer.max_epochs"]) == (
+        "converged", 0.01, 12)  # fmt: skip
+    paper = flat(["experiment=paper"])  # the paper's 90 epochs (trainer=gpu), not the default run's 15
+    assert (paper["budget.name"], paper["trainer.max_epochs"], paper["optimizer.lr"]) == ("ilsvrc", 90, 0.01)
