@@ -62,7 +62,7 @@ def test_defaults_are_the_papers_recipe(tmp_path: Path) -> None:
     from alexnet import AlexNet
     from alexnet.optim import PaperSGD, PlateauSchedule
 
-    for overrides in ([], ["model=alexnet", "data=imagenet"]):  # the embedded default, and the paper's net and data
+    for overrides in ([], ["budget=ilsvrc"]):  # the embedded default, and the paper's net, data and budget
         cfg = compose_train(overrides, tmp_path)
         # §5's update rule (Eq. 3-4), not torch.optim.SGD, whose momentum differs after each learning-rate drop
         assert cfg.optimizer._target_ == "alexnet.optim.PaperSGD" and get_class(cfg.optimizer._target_) is PaperSGD

@@ -260,3 +260,16 @@ def test_print_follows_the_data_flow(kwargs: dict) -> None:
     assert called[:5] == ["pad", "conv1", "act1", "lrn1", "pool1"] and called[-1] == "fc8"
     assert [n for n in called if n.startswith(("conv", "fc"))] == list(LAYERS)
     assert called.index("drop6") == called.index("act6") + 1 and called.index("drop7") == called.index("act7") + 1
+
+
+def test_lrn_constant_mode_is_lrn_scale_without_normalisation() -> None:
+    """The control of the LRN claim: k^-beta times the input (LRN's factor where the maps are silent), whatever
+    the neighbouring maps hold; the paper's layer at the same input divides strong maps by more."""
+    x = torch.rand(2, 12, 4, 4) * 255
+    constant = LocalResponseNorm(groups=2, mode="constant")
+    torch.testing.assert_close(constant(x), x * 2.0**-0.75)
+    assert not torch.allclose(LocalResponseNorm(groups=2)(x), x * 2.0**-0.75)
+    net = AlexNet(**mini_kwargs(lrn={"enabled": True, "mode": "constant"}))
+    assert net.lrn1.mode == net.lrn2.mode == "constant"
+    with pytest.raises(ValueError, match="lrn.mode"):
+        LocalResponseNorm(mode="divide")

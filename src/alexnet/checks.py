@@ -107,6 +107,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.lrn.alpha": (number(0), "a number >= 0 (the paper: 1e-4)"),
     "model.lrn.beta": (number(0, low_open=True), "a number > 0 (the paper: 0.75)"),
     "model.lrn.alpha_convention": (one_of("cuda_convnet", "paper"), "cuda_convnet or paper"),
+    "model.lrn.mode": (one_of("normalise", "constant"), "normalise (the paper) or constant (x k^-beta, a control)"),
     "data.batch_size": (integer(1), "an integer >= 1 (the paper: 128)"),
     "data.num_workers": (integer(0), "an integer >= 0"),
     "data.stored_size": (integer(1), "an integer >= 1"),

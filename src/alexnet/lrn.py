@@ -36,6 +36,7 @@ from torch.autograd.function import once_differentiable
 __all__ = ["LocalResponseNorm", "local_response_norm"]
 
 LRN_CONVENTIONS = ("paper", "cuda_convnet")
+LRN_MODES = ("normalise", "constant")
 
 # On CPU, rows of (maps x pixels) are processed in blocks of about this many elements per thread (4 MiB of
 # float32), so that the dozen elementwise passes over a block hit the cache rather than memory. Smaller blocks
@@ -57,7 +58,9 @@ class LocalResponseNorm(nn.Module):
     `convention="paper"` is the formula as printed; `"cuda_convnet"` divides alpha by n, as the
     author's code (and PyTorch, and Caffe) do. With the paper's constants the two differ 5x in alpha.
     `groups=2` keeps the sum inside each tower's maps, as on the two GPUs: the last map of tower A
-    and the first of tower B are not neighbours.
+    and the first of tower B are not neighbours. `mode="constant"` is a control, not the paper's layer: it
+    multiplies by k^-beta, the factor LRN applies where the maps are silent (0.595 with the paper's constants),
+    so that an ablation can compare normalisation against its own scale rather than against no layer at all.
     """
 
     def __init__(
@@ -68,10 +71,13 @@ class LocalResponseNorm(nn.Module):
         k: float = 2.0,
         alpha_convention: str = "cuda_convnet",
         groups: int = 1,
+        mode: str = "normalise",
     ) -> None:
         super().__init__()
         if alpha_convention not in LRN_CONVENTIONS:
             raise ValueError(f"lrn.alpha_convention={alpha_convention!r}: allowed {LRN_CONVENTIONS}")
+        if mode not in LRN_MODES:
+            raise ValueError(f"lrn.mode={mode!r}: allowed {LRN_MODES}")
         for key, value, ok, allowed in (
             ("n", n, isinstance(n, int) and not isinstance(n, bool) and n >= 1, "an integer >= 1 (the paper: 5)"),
             ("k", k, isinstance(k, int | float) and k > 0, "a number > 0 (the paper: 2)"),
@@ -81,12 +87,14 @@ class LocalResponseNorm(nn.Module):
             if not ok:
                 raise ValueError(f"lrn.{key}={value!r}: must be {allowed}")
         self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
-        self.alpha_convention, self.groups = alpha_convention, groups
+        self.alpha_convention, self.groups, self.mode = alpha_convention, groups, mode
         # the coefficient of the sum of squares in the denominator
         self.scale = alpha if alpha_convention == "paper" else alpha / n
         self.cpu_kernel = True  # alexnet.lrn on CPU (False: torch's kernel there too); the same function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "constant":
+            return x * self.k**-self.beta
         if _channels_last(x):  # NHWC on any device: a product with the window matrix, no copy to NCHW and back
             return local_response_norm(x, self.n, self.scale, self.beta, self.k, self.groups)
         if x.is_cuda or not self.cpu_kernel:  # NCHW on a GPU: torch's kernel (benchmarks/lrn.py)
@@ -113,7 +121,7 @@ class LocalResponseNorm(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, alpha={self.alpha} ({self.alpha_convention}), beta={self.beta}, "
-            f"k={self.k}, groups={self.groups}"
+            f"k={self.k}, groups={self.groups}" + (", mode=constant (k^-beta)" if self.mode == "constant" else "")
         )
 
 

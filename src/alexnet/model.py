@@ -163,7 +163,7 @@ class AlexNet(nn.Module):
     def _lrn(cfg: dict, groups: int) -> nn.Module:
         if not cfg["enabled"]:
             return nn.Identity()
-        keys = ("n", "alpha", "beta", "k", "alpha_convention")
+        keys = ("n", "alpha", "beta", "k", "alpha_convention", "mode")
         return LocalResponseNorm(**{k: cfg[k] for k in keys if k in cfg}, groups=groups)
 
     def reset_parameters(self, init: str = "paper") -> None:

@@ -50,7 +50,7 @@ class Tower(nn.Module):
     def _per_tower(lrn: nn.Module) -> nn.Module:
         if isinstance(lrn, nn.Identity):
             return lrn
-        kw = {k: getattr(lrn, k) for k in ("n", "alpha", "beta", "k", "alpha_convention")}
+        kw = {k: getattr(lrn, k) for k in ("n", "alpha", "beta", "k", "alpha_convention", "mode")}
         return type(lrn)(**kw, groups=1)  # this device holds one tower's maps only
 
 
