@@ -8,6 +8,7 @@ Sections, each printed as a table (and all written to --json):
   28x28 crops, the default net `model=alexnet_mini`), in each layout/kernel variant, measured side by side:
   interleaved repeats of every variant, medians, ratios against today's NCHW step;
 - `layers`: each layer's forward and backward alone at its real input shape, NCHW against NHWC;
+- `eval`: eval-mode forward throughput at the batch sizes of validation and of the 10-crop test;
 - `profile`: torch.profiler's table of the step's own ops (self CPU time), in the chosen layout.
 The Lightning loop, data loading, augmentation, metrics, logging, validation and the 10-crop test are profiled in
 a real run by benchmarks/cpu_run.py.
@@ -154,9 +155,32 @@ def profile(steps: int, channels_last: bool) -> dict:
     return {"layout": "nhwc" if channels_last else "nchw", "ops": [list(r) for r in rows]}
 
 
+def evaluation(repeats: int) -> dict:
+    """Forward passes in eval mode (validation, the 10-crop test, the training-error pass): images per second at
+    batch sizes from the training batch to the 10-crop test's 10 x 128 crops, in each layout."""
+    torch.manual_seed(0)
+    fns, sizes = {}, (128, 320, 640, 1280)
+    for fmt, mf in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
+        net = AlexNet(**mini_kwargs()).eval().to(memory_format=mf)
+        for b in sizes:
+            x = (torch.rand(b, 1, 28, 28) * 255 - 73).contiguous(memory_format=mf)
+
+            def fwd(net=net, x=x) -> object:
+                with torch.no_grad():
+                    return net(x)
+
+            fns[(fmt, b)] = fwd
+    ms = interleaved(fns, repeats, inner=2)
+    print(f"\neval-mode forward, images/s (median of {repeats} x 2)")
+    print(f"{'batch':>6} {'NCHW':>8} {'NHWC':>8}")
+    for b in sizes:
+        print(f"{b:6d} {b / ms[('nchw', b)] * 1e3:8.0f} {b / ms[('nhwc', b)] * 1e3:8.0f}")
+    return {f"{fmt}_{b}": b / t * 1e3 for (fmt, b), t in ms.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["raw", "layers", "profile"])
+    parser.add_argument("--sections", nargs="+", default=["raw", "layers", "eval", "profile"])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) in `raw`")
     parser.add_argument("--json", type=Path)
@@ -166,6 +190,8 @@ def main() -> None:
         results["raw"] = raw(args.repeats, args.compile)
     if "layers" in args.sections:
         results["layers"] = layers(args.repeats)
+    if "eval" in args.sections:
+        results["eval_images_per_sec"] = evaluation(args.repeats)
     if "profile" in args.sections:
         results["profile"] = {f: profile(10, f == "nhwc") for f in ("nchw", "nhwc")}
     if args.json:
