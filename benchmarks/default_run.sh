@@ -11,7 +11,8 @@ end=$(date +%s)
 python - "$run_dir" "$((end - start))" <<'PY'
 import json, sys
 s = json.load(open(f"{sys.argv[1]}/summary.json"))
-print(f"wall {sys.argv[2]} s (train.py's own count {s['wall_seconds']} s), epochs {s['epochs']}, "
+print(f"seed {s['seed']}: wall {sys.argv[2]} s (train.py's own count {s['wall_seconds']} s, fit {s['fit_seconds']} s), "
+      f"epochs {s['epochs']}, "
       f"lr reductions {s['lr_reductions']}, best val top-1 {s['best_val']['val/top1_err']:.4f}, "
       f"test top-1 {s['test']['test/top1_err']:.4f}, top-5 {s['test']['test/top5_err']:.4f} "
       f"({s['test_crops']} crops), commit {s['git']['commit'][:10]}{' (dirty)' if s['git']['dirty'] else ''}")
