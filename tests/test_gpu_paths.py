@@ -148,3 +148,20 @@ def test_a_generator_state_from_another_device_type_reseeds_the_stream_instead_o
     assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
     assert not torch.equal(draws[0], draws[3])  # another checkpoint, another stream
     assert not torch.equal(draws[0], torch.rand(4, generator=generator(3, "dropout", 0)))  # not the run's start
+
+
+def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu_with_a_warning(train_run, tmp_path: Path) -> None:
+    proc, run_dir = train_run("debug=fast", "test=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = run_dir / "checkpoints/last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    streams = checkpoint["callbacks"]["RandomStreams"]
+    assert streams["dropout_device"] == "cpu" and streams["dropout"].numel() == torch.Generator().get_state().numel()
+    # what a CUDA run writes: its dropout generator's Philox state (seed and offset)
+    streams.update(dropout=torch.tensor([11, 0], dtype=torch.int64).view(torch.uint8), dropout_device="cuda")
+    from_gpu = tmp_path / "from_gpu.ckpt"
+    torch.save(checkpoint, from_gpu)
+    proc, run_dir = train_run("debug=fast", "test=false", f"ckpt_path={from_gpu}", "trainer.max_epochs=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dropout stream was drawn on another device type" in proc.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
