@@ -9,10 +9,10 @@ reading it in shuffled blocks (`data.shuffle_block`, streams.EpochSampler) still
 A shard `train/00000.jpegs` is the concatenated JPEG files; `train/00000.json` holds their offsets and labels.
 Decoding: torchvision.io.decode_jpeg where a torchvision built for the installed torch imports (nvJPEG on CUDA in
 batches, libjpeg-turbo on the CPU; docs/gpu.md says how to get one without replacing torch), else Pillow (the
-project's decoder) on the CPU. Decoders may differ by a grey
-level here and there (their inverse DCTs round differently): the same decoder gives the same run; nvJPEG against a
-CPU decoder is the same images to JPEG's precision, not to the bit. Chosen over DALI's mixed decoder as the smaller
-dependency (a pip extra matched to torch); which is faster on a GPU is for benchmarks/gpu_throughput.py to show.
+project's decoder) on the CPU. Decoders may differ by a grey level here and there (their inverse DCTs round
+differently): the same decoder gives the same run; nvJPEG against a CPU decoder is the same images to JPEG's
+precision, not to the bit. Chosen over DALI's mixed decoder as the smaller dependency (the torchvision built for the
+installed torch); which is faster on a GPU is for benchmarks/gpu_throughput.py to show.
 """
 
 from __future__ import annotations
