@@ -10,14 +10,14 @@
 # 4. measures: benchmarks/gpu_throughput.py under a deadline, its JSON rewritten after every section, in OUTDIR;
 # 5. with GPU_CHECK_EXTRA=1 and time left, the older two-device checks (towers tests, a bf16 split run).
 # --cpu: the CPU-sized run of the same steps (trainer=cpu, gpu_throughput.py --cpu), to check the script itself.
-# Environment: PYTHON (default python3), DEADLINE (seconds for the measurement, default 420), FORCE_WHEELS=1
+# Environment: PYTHON (default python3), DEADLINE (seconds for the measurement, default 360), FORCE_WHEELS=1
 # (install every carried wheel even where the package imports: to test the install path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/gpu_check}}
 mode=${2:-gpu}
 py=${PYTHON:-python3}
-deadline=${DEADLINE:-420}
+deadline=${DEADLINE:-360}  # with start-up and smoke, the whole script fits a 600 s call
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
 log() { echo "== $*" | tee -a "$out/steps.txt"; }

@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -238,13 +239,18 @@ def embedded_sweep(jobs: int, epochs: int, cpu: bool, timeout: float) -> dict:
     else:
         command += ["data.train_subset=512", "trainer.limit_val_batches=2"]
     start = time.perf_counter()
+    # a session of its own: past the deadline, the launcher's job processes go with it, not on using the GPU
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)  # fmt: skip
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=max(timeout, 1))
-    except subprocess.TimeoutExpired as e:
-        return {"error": f"past the deadline after {e.timeout:.0f} s", "command": " ".join(command[1:])}
+        _, stderr = proc.communicate(timeout=max(timeout, 1))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"error": f"past the deadline after {timeout:.0f} s", "command": " ".join(command[1:])}
     wall = time.perf_counter() - start
     if proc.returncode:
-        return {"error": proc.stderr[-2000:], "command": " ".join(command[1:])}
+        return {"error": stderr[-2000:], "command": " ".join(command[1:])}
     summaries, rates = [], []
     for path in sorted(out.glob("*/summary.json")):
         summary = json.loads(path.read_text())
