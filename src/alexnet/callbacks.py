@@ -10,11 +10,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from alexnet.model import Dropout
 from alexnet.module import error_rates
 from alexnet.resume import slurm_job_id
-from alexnet.streams import generator
+from alexnet.streams import generator, restore_state
 
 
 class TrainErrorTarget(L.Callback):
@@ -132,7 +133,8 @@ class RandomStreams(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.dropout is None:
             return self._pending or {}
-        state = {"dropout": self.dropout.get_state(), "torch": torch.get_rng_state()}
+        state = {"dropout": self.dropout.get_state(), "dropout_device": self.dropout.device.type}
+        state["torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -144,13 +146,22 @@ class RandomStreams(L.Callback):
     def _restore(self) -> None:
         if self.dropout is None or self._pending is None:
             return  # restored when both the generator and the saved state are there
-        if self._rank == 0:  # the checkpoint holds rank zero's stream; the other ranks keep their own seeds
-            self.dropout.set_state(self._pending["dropout"])
-        torch.set_rng_state(self._pending["torch"])
+        saved = self._pending["dropout"]
+        # the checkpoint holds rank zero's stream; the other ranks keep their own seeds
+        if self._rank == 0 and not restore_state(
+            self.dropout, saved, self._pending.get("dropout_device"), self.seed, "dropout", self._rank
+        ):
+            rank_zero_warn(
+                f"the checkpoint's dropout stream was drawn on another device type than this run's "
+                f"({self.dropout.device.type}): its state cannot continue here, so the dropout masks from now on are "
+                "drawn from a stream seeded from the checkpoint (the same on every resumption), not those the "
+                "interrupted run would have drawn. Resume on the device type it was written on for an exact resume."
+            )
+        torch.set_rng_state(self._pending["torch"].cpu())
         if "cuda" in self._pending and torch.cuda.is_available():
             states = self._pending["cuda"][: torch.cuda.device_count()]
             for device, state in enumerate(states):
-                torch.cuda.set_rng_state(state, device)
+                torch.cuda.set_rng_state(state.cpu(), device)
         self._pending = None
 
 

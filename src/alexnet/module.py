@@ -141,7 +141,8 @@ class AlexNetModule(L.LightningModule):
                 f"{self.global_step}{when}. The weights before this step are saved in "
                 "checkpoints/on_exception.ckpt. Lower optimizer.lr, or check the input data."
             )
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        # a CPU tensor stays on the CPU (a float is copied to the net's device, and the host waits, every step)
+        self.log("lr", torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, on_epoch=False)
         self._images_seen += len(batch[1])
         return loss
 

@@ -36,6 +36,27 @@ def generator(seed: int, stream: str, *keys: int, device: str | torch.device = "
     return torch.Generator(device=device).manual_seed(stream_seed(seed, stream, *keys))
 
 
+def restore_state(
+    g: torch.Generator, state: torch.Tensor, saved_on: str | None, seed: int, stream: str, *keys: int
+) -> bool:
+    """Set `g` to a saved state of its stream; returns whether it could. A generator's state belongs to its device
+    type (CPU: Mersenne Twister, 5056 bytes; CUDA: Philox seed and offset, 16 bytes) and cannot be set into
+    another's, so a run resumed on another device type (a checkpoint written on a CPU, resumed on a GPU) cannot draw
+    the masks the interrupted run would have drawn: `g` is re-seeded from (seed, stream, keys, the saved state)
+    instead, the same for every resumption from that checkpoint. `saved_on`: the device type the state came from
+    (None for checkpoints that did not record it: then told apart by the state's size)."""
+    if saved_on is not None:
+        same = saved_on == g.device.type
+    else:
+        same = state.numel() == g.get_state().numel()
+    if same:
+        g.set_state(state.cpu())  # a generator takes its state as a CPU byte tensor, whatever its device
+        return True
+    digest = hashlib.blake2b(state.cpu().numpy().tobytes(), digest_size=8).digest()
+    g.manual_seed(stream_seed(seed, stream, *keys, int.from_bytes(digest, "little") >> 1))
+    return False
+
+
 class EpochSampler(Sampler[tuple[int, int]]):
     """Yields (epoch, index) keys: a permutation of the `n` images that depends on (seed, epoch) only, so that
     the dataset can draw each image's augmentation from (seed, epoch, index). Lightning calls `set_epoch` before

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from alexnet.data.batched import Presentations, augment_batch, eval_batch, in_memory
-from alexnet.data.jpeg import Decoded, collate_raw, decode_batch
+from alexnet.data.jpeg import DecodeAheadLoader, Decoded, batch_images, collate_raw
 from alexnet.data.transforms import (
     PAPER_PIXEL_MAX,
     PUBLISHED_EIGVAL,
@@ -205,15 +205,20 @@ class ImageDataModule(L.LightningDataModule):
             )
         else:
             dataset = Transformed(self.sources[split], transform, self.shuffle_seed)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_raw if self.decode_on == "device" else None,
-            pin_memory=self.augment_on == "device" and torch.cuda.is_available(),
-        )
+        options: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "sampler": sampler,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self.augment_on == "device" and torch.cuda.is_available(),
+        }
+        if self.decode_on == "device":  # JPEG bytes, decoded where training runs one batch ahead of the step
+            return DecodeAheadLoader(dataset, collate_fn=collate_raw, decode_device=self._device(), **options)
+        return DataLoader(dataset, **options)
+
+    def _device(self) -> torch.device:
+        """Where the batches land: the trainer's device (the first of a two-device split), else the CPU."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def train_dataloader(self) -> DataLoader:
         """Batches in the order of (shuffle_seed, epoch), each image augmented from (shuffle_seed, epoch, index):
@@ -245,10 +250,11 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(Transformed(Subset(source, keep.tolist()), transform), batch_size=self.batch_size)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """decode_on=device: a batch of JPEG bytes decoded in one call where training runs (nvJPEG on CUDA)."""
+        """decode_on=device: the batch's JPEG files, decoded where training runs (nvJPEG on CUDA) one batch ahead by
+        DecodeAheadLoader."""
         if self.decode_on != "device" or self.trainer is None or not isinstance(batch, list | tuple):
             return batch
-        return (decode_batch(batch[0], self.trainer.strategy.root_device), *batch[1:])
+        return (batch_images(batch[0], self._device()), *batch[1:])
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """augment_on=device: the batch, on its device, cropped, mirrored, coloured and mean-subtracted (training)

@@ -3,14 +3,18 @@
 The four original `*-idx?-ubyte.gz` files are looked for in `data_dir`, then in `search_dirs`
 (Debian's `dataset-fashion-mnist` installs them in /usr/share/datasets/fashion-mnist), then
 downloaded from the authors' published location into `data_dir` and checked against checksums.
+A machine that reaches neither gets them copied into `data_dir` (default `data/fashion-mnist` in the repository,
+an ignored folder: docs/gpu.md).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 import struct
+import tempfile
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -76,15 +80,18 @@ def _content_sha256(path: Path) -> str:
 
 
 def download(url: str, data_dir: Path) -> Path:
-    """Fetch the four files into `data_dir`, each verified before it takes its final name."""
+    """Fetch the four files into `data_dir`, each verified before it takes its final name. Each process writes its
+    own temporary file and renames it into place (atomic): the jobs of a sweep started together may all download,
+    and none reads or truncates another's half-written file."""
     data_dir.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
         target = data_dir / name
-        if target.exists():
+        if target.exists():  # only ever a verified file: it got its name by an atomic rename
             continue
-        partial = target.with_suffix(".part")
+        fd, part = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.", suffix=".part")
+        partial = Path(part)
         try:
-            with urllib.request.urlopen(url + name, timeout=30) as response, open(partial, "wb") as out:
+            with urllib.request.urlopen(url + name, timeout=30) as response, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(response, out)
             ok = _content_sha256(partial) == SHA256[name]
         except (OSError, EOFError, ValueError, zlib.error) as e:
@@ -93,7 +100,7 @@ def download(url: str, data_dir: Path) -> Path:
         if not ok:
             partial.unlink()
             raise DataError(f"{url + name}: checksum mismatch, the download is not the published file")
-        partial.rename(target)
+        os.replace(partial, target)  # another process's verified copy, if it came first, is the same file
     return data_dir
 
 

@@ -7,11 +7,12 @@ quality 90 keeps a 256x256 photo in a few tens of kB. The store is written in a 
 reading it in shuffled blocks (`data.shuffle_block`, streams.EpochSampler) still gives every batch a mix of classes.
 
 A shard `train/00000.jpegs` is the concatenated JPEG files; `train/00000.json` holds their offsets and labels.
-Decoding: torchvision.io.decode_jpeg where torchvision is installed (`pip install -e ".[gpu]"`: nvJPEG on CUDA in
-batches, libjpeg-turbo on the CPU), else Pillow (the project's decoder) on the CPU. Decoders may differ by a grey
-level here and there (their inverse DCTs round differently): the same decoder gives the same run; nvJPEG against a
-CPU decoder is the same images to JPEG's precision, not to the bit. Chosen over DALI's mixed decoder as the smaller
-dependency (a pip extra matched to torch); which is faster on a GPU is for benchmarks/gpu_throughput.py to show.
+Decoding: torchvision.io.decode_jpeg where a torchvision built for the installed torch imports (nvJPEG on CUDA in
+batches, libjpeg-turbo on the CPU; docs/gpu.md says how to get one without replacing torch), else Pillow (the
+project's decoder) on the CPU. Decoders may differ by a grey level here and there (their inverse DCTs round
+differently): the same decoder gives the same run; nvJPEG against a CPU decoder is the same images to JPEG's
+precision, not to the bit. Chosen over DALI's mixed decoder as the smaller dependency (the torchvision built for the
+installed torch); which is faster on a GPU is for benchmarks/gpu_throughput.py to show.
 """
 
 from __future__ import annotations
@@ -19,19 +20,37 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from bisect import bisect_right
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-try:  # optional: GPU decoding in batches (nvJPEG) and faster CPU decoding
-    from torchvision.io import decode_jpeg as _tv_decode_jpeg
-except ImportError:  # the CPU fallback below
-    _tv_decode_jpeg = None
+
+def _torchvision_decoder() -> tuple[Any, str]:
+    """torchvision's decode_jpeg, or None and why not. A torchvision built for another torch fails at import with
+    errors other than ImportError (`RuntimeError: operator torchvision::nms does not exist`): that is a broken
+    install, not a missing one, and it must not stop a run that can decode with Pillow."""
+    try:
+        from torchvision.io import decode_jpeg
+    except ImportError as e:
+        return None, f"torchvision is not installed ({e})"
+    except Exception as e:  # noqa: BLE001 - whatever a mismatched binary raises
+        return None, (
+            f"torchvision is installed but does not load with torch {torch.__version__} ({type(e).__name__}: {e}); "
+            "install the torchvision built for this torch, or uninstall it (docs/gpu.md)"
+        )
+    return decode_jpeg, ""
+
+
+# optional: GPU decoding in batches (nvJPEG) and faster CPU decoding; else Pillow on the CPU
+_tv_decode_jpeg, TORCHVISION_MISSING = _torchvision_decoder()
 
 SUFFIX = ".jpegs"
 
@@ -51,12 +70,19 @@ def decode_cpu(data: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.asarray(img.convert("RGB")).transpose(2, 0, 1).copy())
 
 
-def decode_batch(data: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """A batch of JPEG bytes -> Bx3xSxS uint8 on `device`: nvJPEG in one call on CUDA (torchvision), else one
-    image at a time on the CPU and a copy."""
+def split_batch(data: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """A batch's JPEG files, concatenated (collate_raw), as one 1-D view per image: no copy."""
+    return list(torch.split(data, lengths.tolist()))
+
+
+def decode_batch(files: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """A batch of JPEG files (1-D uint8 each) -> Bx3xSxS uint8 on `device`: nvJPEG in one call on CUDA
+    (torchvision), else one image at a time on the CPU and a copy."""
     if device.type == "cuda" and _tv_decode_jpeg is not None:
-        return torch.stack(_tv_decode_jpeg(data, device=device))
-    return torch.stack([decode_cpu(d) for d in data]).to(device)
+        return torch.stack(_tv_decode_jpeg(files, device=device))
+    if device.type == "cuda":
+        warnings.warn(f"decoding JPEG batches on the CPU, not with nvJPEG: {TORCHVISION_MISSING}", stacklevel=2)
+    return torch.stack([decode_cpu(d) for d in files]).to(device)
 
 
 def gpu_decoding_available() -> bool:
@@ -121,8 +147,60 @@ class Decoded(Dataset):
 
 
 def collate_raw(batch: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Default collation, except the JPEG bytes (of different lengths) stay a list."""
-    from torch.utils.data import default_collate
-
+    """Default collation, except the JPEG files (of different lengths) become one concatenated byte tensor and
+    their lengths: ((bytes, lengths), ...). A loader worker hands each tensor of a batch to the main process in a
+    shared-memory segment of its own, so one tensor instead of one per image (issue #21: 72 ms wall a batch of 128
+    with one worker, against 7.8 ms for one tensor)."""
     columns = list(zip(*batch, strict=True))
-    return (list(columns[0]), *(default_collate(list(c)) for c in columns[1:]))
+    files = list(columns[0])
+    lengths = torch.tensor([len(f) for f in files], dtype=torch.int64)
+    return ((torch.cat(files), lengths), *(default_collate(list(c)) for c in columns[1:]))
+
+
+class DecodingAhead:
+    """A batch whose JPEG files are being decoded in the background (DecodeAheadLoader); `images()` waits for them."""
+
+    def __init__(self, future: Future) -> None:
+        self.future = future
+
+    def images(self) -> torch.Tensor:
+        images = self.future.result()
+        if images.is_cuda:  # made on the decoding thread's stream, used on this one: keep its memory until then
+            images.record_stream(torch.cuda.current_stream(images.device))
+        return images
+
+
+def _decode(data: torch.Tensor, lengths: torch.Tensor, device: torch.device, stream: Any) -> torch.Tensor:
+    """decode_batch on the decoding thread's own CUDA stream, finished before it returns: the training step's
+    stream never waits for a decode it has not asked for yet."""
+    if stream is None:
+        return decode_batch(split_batch(data, lengths), device)
+    with torch.cuda.stream(stream):
+        images = decode_batch(split_batch(data, lengths), device)
+    stream.synchronize()
+    return images
+
+
+class DecodeAheadLoader(DataLoader):
+    """A DataLoader of collate_raw batches that starts decoding each batch on `decode_device` in a background
+    thread as soon as the batch is fetched. Lightning fetches one batch ahead of the step it runs, so batch i+1
+    decodes while step i computes; on_before_batch_transfer then only collects the images (DecodingAhead)."""
+
+    def __init__(self, *args: Any, decode_device: torch.device | str = "cpu", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decode_device = torch.device(decode_device)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        batches = super().__iter__()
+        device = self.decode_device
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-decode") as pool:
+            for (data, lengths), *rest in batches:
+                yield (DecodingAhead(pool.submit(_decode, data, lengths, device, stream)), *rest)
+
+
+def batch_images(first: Any, device: torch.device) -> torch.Tensor:
+    """The images of a JPEG batch on `device`: those decoded ahead, or (bytes, lengths) decoded now."""
+    if isinstance(first, DecodingAhead):
+        return first.images()
+    return decode_batch(split_batch(*first), device)
