@@ -46,8 +46,7 @@ from alexnet import AlexNet  # noqa: E402
 from alexnet.data.jpeg import write_jpeg_shard  # noqa: E402
 from alexnet.data.stats import Moments  # noqa: E402
 from alexnet.data.store import PLAN, _write_json, finish_store  # noqa: E402
-from alexnet.lrn import local_response_norm  # noqa: E402
-from alexnet.model import LocalResponseNorm  # noqa: E402
+from alexnet.lrn import LocalResponseNorm, local_response_norm  # noqa: E402
 from alexnet.optim import PaperSGD  # noqa: E402
 from alexnet.utils import git_commit  # noqa: E402
 

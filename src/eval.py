@@ -9,12 +9,14 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from alexnet.data import DataError  # noqa: E402
-from alexnet.pipeline import ConfigError, evaluate  # noqa: E402
+from alexnet.errors import ConfigError, DataError  # noqa: E402
+from alexnet.pipeline import evaluate  # noqa: E402
+from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    quiet_known_warnings()
     try:
         evaluate(cfg)
     except (ConfigError, DataError) as e:
@@ -22,4 +24,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_resolvers()
     main()

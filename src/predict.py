@@ -15,8 +15,9 @@ from rich.table import Table
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from alexnet.data import DataError  # noqa: E402
-from alexnet.pipeline import ConfigError, load_checkpoint, rebuild  # noqa: E402
+from alexnet.checkpoints import data_state, load_checkpoint, rebuild  # noqa: E402
+from alexnet.errors import ConfigError, DataError  # noqa: E402
+from alexnet.runtime import register_resolvers  # noqa: E402
 from alexnet.utils import write_json  # noqa: E402
 
 # Hydra's flags that take the next argument as their value (`--cfg job`, `-cn predict`, ...)
@@ -45,7 +46,7 @@ def predict(cfg: DictConfig, images: list[str]) -> list[str]:
         raise ConfigError("no images: python src/predict.py IMAGE [IMAGE ...] run_dir=PATH")
     ckpt_path, checkpoint, run_cfg = load_checkpoint(cfg)
     module, datamodule = rebuild(checkpoint, run_cfg)
-    state = checkpoint.get(type(datamodule).__qualname__)
+    state = data_state(checkpoint)
     if state:  # the training-set mean and class names, saved by the run
         datamodule.load_state_dict(state)
     else:  # a checkpoint from before they were saved: read the data set for them
@@ -92,5 +93,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_resolvers()
     IMAGES, sys.argv[1:] = split_argv(sys.argv[1:])
     main()

@@ -10,13 +10,15 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from alexnet.data import DataError  # noqa: E402  (python src/train.py finds the package beside it)
-from alexnet.pipeline import ConfigError, Interrupted, train  # noqa: E402
+from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (python src/train.py finds the package)
+from alexnet.pipeline import train  # noqa: E402
 from alexnet.resume import resume_argv  # noqa: E402
+from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    quiet_known_warnings()
     try:
         summary = train(cfg)
     except (ConfigError, DataError, FloatingPointError, Interrupted) as e:
@@ -25,5 +27,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    register_resolvers()  # ${alexnet.run_id:}, the run directory's name (conf/hydra/default.yaml)
     sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides, directory and newest checkpoint
     main()

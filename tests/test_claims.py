@@ -4,14 +4,16 @@ of the verdict (Holm, seeds needed, gaps at a matched training error, rates chos
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from alexnet.report import Run, chosen_settings, convergence, read_curves, run_metrics, select_runs
+from alexnet.fig1 import chosen_settings, select_runs
+from alexnet.render import grid_table
+from alexnet.report import convergence
+from alexnet.runs import Run, read_curves, run_metrics
 from alexnet.verdict import adjust, holm, judge_values, parse_spec, seeds_for
 
 
@@ -154,15 +156,12 @@ def test_fig1_rates_are_chosen_on_the_tuning_seeds_and_compared_on_others() -> N
 
 
 def test_fig1_report_shows_every_rate_of_the_grid_and_an_arm_that_reached_nothing() -> None:
-    spec = importlib.util.spec_from_file_location("compare", Path(__file__).parents[1] / "src" / "compare.py")
-    compare_py = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_py)
     claim = {"select_by": "optimizer.lr", "tuning_seeds": [101, 102], "paper": {"steps_to_target": "x6"}}
     grid = [(0.01, 400), (0.03, 200), (0.1, 300)]
     runs = [_fig1_run("relu", lr, s, steps) for s in (101, 102) for lr, steps in grid]
     runs += [_fig1_run("tanh", lr, s, math.inf) for s in (101, 102) for lr, _ in grid]  # at chance at every rate
     runs += [_fig1_run("relu", 0.01, 1, 100)]  # a compared seed: not part of the grid
-    table = compare_py.grid_table(runs, claim)
+    table = grid_table(runs, claim)
     rows = [line for line in table.splitlines() if line.startswith(("| relu", "| tanh"))]
     assert [r.split(" | ")[0] for r in rows] == [
         "| relu lr=0.01", "| relu lr=0.03 (chosen)", "| relu lr=0.1",
@@ -172,7 +171,7 @@ def test_fig1_report_shows_every_rate_of_the_grid_and_an_arm_that_reached_nothin
     assert all("≥ 2000.00" in r for r in rows[3:])  # bounds, never values
     assert "tanh reached no target" in table and "relu reached no target" not in table
     # what programme.sh reads: a warning for the arm, not a silent rate to run the comparison at
-    assert compare_py.chosen_settings(runs, claim) == {"relu": 0.03, "tanh": 0.01, "tanh_reached_nothing": True}
+    assert chosen_settings(runs, claim) == {"relu": 0.03, "tanh": 0.01, "tanh_reached_nothing": True}
 
 
 def test_the_convergence_check_fails_a_run_past_its_best_and_shows_one_still_moving() -> None:

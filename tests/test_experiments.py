@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet.loggers import resolve_mode
-from alexnet.report import Run, compare, load_runs, read_curves
+from alexnet.report import compare
+from alexnet.runs import Run, load_runs, read_curves
 from conftest import CONF, compose_train, data_overrides, run_script
 
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment").glob("ablate_*.yaml"))
@@ -449,7 +450,7 @@ def test_best_epoch_at_the_last_epoch_is_no_verdict() -> None:
 
 
 def test_the_fastest_setting_is_picked_by_fewest_misses_first() -> None:
-    from alexnet.report import select_setting
+    from alexnet.fig1 import select_setting
 
     def run(lr: float, steps: float) -> Run:
         cfg = {"optimizer": {"lr": lr}}

@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from alexnet import AlexNet
 from alexnet.data import FashionMNISTDataModule
-from alexnet.data.base import DataError
 from alexnet.data.transforms import PUBLISHED_EIGVAL, PUBLISHED_EIGVEC, EvalTransform, TrainTransform, pca_shift
+from alexnet.errors import DataError
 from alexnet.model import PAPER_FAN_IN, Dropout
 from alexnet.optim import PaperSGD, parameter_groups
 from alexnet.pipeline import build, train
@@ -215,7 +215,8 @@ def test_eval_transform_on_a_ten_crop_batch_subtracts_the_mean_everywhere() -> N
 def test_a_checkpoint_from_before_the_pixel_scale_change_is_refused(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from alexnet.pipeline import ConfigError, load_checkpoint
+    from alexnet.checkpoints import load_checkpoint
+    from alexnet.errors import ConfigError
 
     old = tmp_path / "old.ckpt"  # what an earlier version wrote: its data state has no stats_scale
     torch.save({"state_dict": {}, "alexnet_config": {"model": {}}, "FashionMNISTDataModule": {"mean": [0.28],

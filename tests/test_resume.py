@@ -229,7 +229,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_last_good_one(tmp_path: Path
     import fsspec.implementations.local as local
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from alexnet.pipeline import safe_load
+    from alexnet.checkpoints import safe_load
 
     path = tmp_path / "last.ckpt"
     io = TorchCheckpointIO()

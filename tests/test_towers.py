@@ -11,7 +11,7 @@ from alexnet import towers as towers_module
 from alexnet.optim import PaperSGD
 from alexnet.pipeline import train
 from alexnet.strategies import pair_for_rank
-from alexnet.towers import grouped_to_towers, towers_to_grouped
+from alexnet.towers import grouped_to_towers, in_layout_of, towers_to_grouped
 from conftest import ROOT, compose_train, data_overrides, mini_kwargs, run_script
 
 MINI = mini_kwargs(fc_width=64)
@@ -25,7 +25,7 @@ def pair(**kw) -> tuple[AlexNet, TwoTowerAlexNet]:
     torch.manual_seed(0)
     grouped = AlexNet(**{**MINI, **kw})
     split = TwoTowerAlexNet(["cpu", "cpu"], **{**MINI, **kw})
-    split.load_state_dict(grouped.state_dict())
+    split.load_state_dict(in_layout_of(split, grouped.state_dict(), prefix=""))
     return grouped, split
 
 
@@ -108,9 +108,9 @@ def test_weights_convert_both_ways() -> None:
     state = grouped.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in towers_to_grouped(grouped_to_towers(state)).items())
     split = TwoTowerAlexNet(["cpu", "cpu"], **MINI)
-    split.load_state_dict(state)  # a grouped checkpoint into the split net ...
+    split.load_state_dict(in_layout_of(split, state, prefix=""))  # a grouped checkpoint into the split net ...
     back = AlexNet(**MINI)
-    back.load_state_dict(split.state_dict())  # ... and a split one into the grouped net
+    back.load_state_dict(in_layout_of(back, split.state_dict(), prefix=""))  # ... and a split one into the grouped net
     assert all(torch.equal(v, state[k]) for k, v in back.state_dict().items())
 
 

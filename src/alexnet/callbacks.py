@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -14,11 +12,17 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from alexnet.model import Dropout
 from alexnet.module import error_rates
-from alexnet.resume import slurm_job_id
 from alexnet.streams import generator, restore_state
 
 
-class TrainErrorTarget(L.Callback):
+class SummaryContributor(L.Callback):
+    """A callback with results of its own for the run's summary.json (record.RunRecord.extra)."""
+
+    def summary(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class TrainErrorTarget(SummaryContributor):
     """Follows the training error over the last `window` batches (a running stand-in for the epoch
     training error of Fig. 1, which needs many steps per point) and records the first step at which it
     is <= each target (one number, or several: Fig. 1 at 25% and at the errors a net reaches after several
@@ -163,40 +167,3 @@ class RandomStreams(L.Callback):
             for device, state in enumerate(states):
                 torch.cuda.set_rng_state(state.cpu(), device)
         self._pending = None
-
-
-class Requeued(RuntimeError):
-    """The job saved its state and asked SLURM to requeue it; the requeued job resumes from that checkpoint."""
-
-
-class SlurmRequeue(L.Callback):
-    """Preemption on SLURM: SIGUSR1 (`#SBATCH --signal=USR1@120`) asks for a checkpoint, written at the next batch
-    boundary as Lightning's `hpc_ckpt_N.ckpt` in the run directory, then `scontrol requeue` as Lightning's SLURM
-    support does, then the process stops. Lightning's own handler saves inside the signal handler, which can fall
-    between a backward pass and its update; at a batch boundary the checkpoint resumes exactly. The requeued
-    job finds its directory by the job id (resume.run_id) and continues from the newest checkpoint.
-    SIGTERM (a preemption, or a time limit without --signal) writes checkpoints/on_exception.ckpt through
-    Lightning's OnExceptionCheckpoint and does not requeue: SLURM requeues preempted jobs itself if configured
-    to, and a job cancelled with scancel must stay cancelled."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # before any loader worker starts (they inherit it: SIGUSR1 must not kill them), kept for the process's
-        # life: a signal during validation or the test is answered at the next training batch, or not at all
-        signal.signal(signal.SIGUSR1, self._request)
-
-    def _request(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.world_size > 1:  # every process stops at the same batch, or the checkpoint's collectives hang
-            self.requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
-        if not self.requested:
-            return
-        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
-        trainer.save_checkpoint(path)
-        job = slurm_job_id() or ""
-        code = subprocess.call(["scontrol", "requeue", job]) if trainer.is_global_zero else 0
-        raise Requeued(f"SIGUSR1: saved {path} at step {trainer.global_step}; scontrol requeue {job} exit {code}")

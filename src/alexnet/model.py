@@ -10,7 +10,6 @@ layers see both): the same function with the same parameters as the two-GPU net 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -180,13 +179,6 @@ class AlexNet(nn.Module):
             nn.init.normal_(m.weight, 0.0, std)
             # ... and biases 1 in conv2, conv4, conv5 and the hidden FC layers, 0 elsewhere
             nn.init.constant_(m.bias, 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
-        if f"{prefix}towers.0.conv1.weight" in state_dict:  # a two-device net's weights: join them
-            from alexnet.towers import convert_in_place, towers_to_grouped
-
-            convert_in_place(state_dict, prefix, towers_to_grouped)
-        super()._load_from_state_dict(state_dict, prefix, *args)
 
     # one of each kind, for code that asks what the net's activation, pooling or dropout is (all uses share it)
     act = property(lambda self: self.act1)

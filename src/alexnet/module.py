@@ -187,7 +187,10 @@ class AlexNetModule(L.LightningModule):
         checkpoint["val_history"] = self.val_history
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.val_history = list(checkpoint.get("val_history", []))
+        # A resumed fit, or a checkpoint tested in a new process, takes the history up to the checkpoint; testing
+        # the best checkpoint after this fit keeps the whole history (its last row is the last validation).
+        if not self.val_history:
+            self.val_history = list(checkpoint.get("val_history", []))
 
 
 @torch.no_grad()

@@ -75,7 +75,13 @@ def parameter_groups(named_parameters: Iterable[tuple[str, torch.Tensor]], bias_
     return [{"params": weights}, {"params": biases} if bias_decay else {"params": biases, "weight_decay": 0.0}]
 
 
-class PlateauSchedule(L.Callback):
+class RateSchedule(L.Callback):
+    """A callback that cuts the learning rate; `reduction_epochs`: the epochs after which it did (summary.json)."""
+
+    reduction_epochs: list[int]
+
+
+class PlateauSchedule(RateSchedule):
     """§5: divide the learning rate by 10 when validation error stops improving; stop after the
     rate was "reduced three times prior to termination".
 
@@ -167,7 +173,7 @@ class PlateauSchedule(L.Callback):
         self._pending_state = state_dict["scheduler"]
 
 
-class MilestoneSchedule(L.Callback):
+class MilestoneSchedule(RateSchedule):
     """The rate ÷10 (`factor`) at fixed epochs: a departure from §5's "when the validation error stopped
     improving", for comparisons. A plateau rule cuts the rate at different epochs in different arms and seeds,
     so a paired difference would mix the ablation with the schedule; fixed epochs keep the schedule identical

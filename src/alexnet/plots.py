@@ -7,12 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from alexnet.report import Run, by_epoch  # noqa: E402
+from alexnet.runs import Run, by_epoch
 
 COLORS = {"reproduced": "tab:green", "opposite": "tab:red", "excluded": "tab:purple", "inconclusive": "tab:gray"}
 
@@ -31,7 +28,7 @@ def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path 
                     ax.plot([e + 1 for e, _ in points], [v * 100 for _, v in points], style, color=color, lw=0.9,
                             alpha=0.7, label=f"{arm}, {label} ({len(runs)} seeds)" if j == 0 else None)  # fmt: skip
                     drawn = True
-        cuts = {e for r in runs for e in r.summary.get("lr_reduction_epochs") or []}
+        cuts = {e for r in runs for e in r.record.lr_reduction_epochs or []}
         for e in sorted(cuts):
             ax.axvline(e + 0.5, color=color, ls=":", lw=1)
     if not drawn:
@@ -49,7 +46,7 @@ def training_error_by_epoch(arms: dict[str, list[Run]], targets: list[float], pa
     for i, (arm, runs) in enumerate(arms.items()):
         for j, run in enumerate(sorted(runs, key=lambda r: r.seed)):
             points = run.curves.get("train/top1_err_running", [])
-            images, steps = run.summary.get("train_images"), run.summary.get("steps") or 1
+            images, steps = run.record.train_images, run.record.steps or 1
             per_epoch = images / run.cfg["data"]["batch_size"] if images else steps
             ax.plot([s / per_epoch for _, s, _ in points], [v * 100 for *_, v in points], color=f"C{i}", lw=0.9,
                     alpha=0.8, label=f"{arm} ({len(runs)} seeds)" if j == 0 else None)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Interrupted runs: unique run directories, the newest usable checkpoint, `resume=RUN_DIR`, sweeps that skip
+"""Interrupted runs: a run directory that holds an earlier start of the run, `resume=RUN_DIR`, sweeps that skip
 finished jobs and continue unfinished ones, and a CSV log that continues instead of starting over.
 
 Exactness comes from elsewhere: the checkpoint holds the weights, PaperSGD's velocities, the schedule, the
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +20,13 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-CHECKPOINT_GLOBS = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
+from alexnet.checkpoints import newest_checkpoint
+
 # settings that name where and how a run is started, not what it computes
 NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra")
 WHERE = ("default_root_dir", "dirpath", "save_dir", "num_workers")  # at any depth
 CONTINUATION = ("train", "test", "also_test_crops", "train_error_sample")  # what happens after training
 LONGER = ("trainer.max_epochs", "trainer.max_steps", "scheduler.max_reductions")  # extend a run with ckpt_path
-
-
-def slurm_job_id() -> str | None:
-    """This SLURM batch job's id as `scontrol requeue` takes it (<array job>_<task> in an array); None outside one
-    (or in an interactive allocation, which Lightning does not treat as SLURM either)."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
-        return None
-    array = os.environ.get("SLURM_ARRAY_JOB_ID")
-    return f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else job
-
-
-def run_id() -> str:
-    """A run directory's name: the start time and a random suffix, so two runs started in the same second get two
-    directories; under SLURM the job's id, so that a requeued job finds its own directory and checkpoints."""
-    job = slurm_job_id()
-    return f"slurm-{job}" if job else time.strftime("%Y-%m-%d_%H-%M-%S_") + secrets.token_hex(3)
-
-
-OmegaConf.register_new_resolver("alexnet.run_id", run_id, use_cache=True, replace=True)
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """The global step a checkpoint was written at, or None if it cannot be loaded safely (partial, foreign)."""
-    from alexnet.pipeline import ConfigError, safe_load
-
-    try:
-        return int(safe_load(path, mmap=True).get("global_step", -1))  # mmap: no need to read the weights
-    except (ConfigError, ValueError, TypeError):
-        return None
-
-
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of `run_dir` that got furthest (highest global step, then newest file) and loads."""
-    found = [p for pattern in CHECKPOINT_GLOBS for p in run_dir.glob(pattern)]
-    steps = {p: checkpoint_step(p) for p in found}
-    usable = [p for p, step in steps.items() if step is not None]
-    return max(usable, key=lambda p: (steps[p], p.stat().st_mtime), default=None)
 
 
 def what_ran(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -154,6 +115,8 @@ class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer deletes metrics.csv whenever its directory is not empty, with a warning; the run
     directory always holds Hydra's files, and a resumed run continues its metrics.csv instead."""
 
+    # The one private method this project overrides: Lightning's CSV logger has no public switch to continue an
+    # existing metrics.csv (CSVLogger always starts it over), and the writer calls this from its constructor.
     def _check_log_dir_exists(self) -> None:
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as f:

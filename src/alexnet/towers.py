@@ -111,11 +111,6 @@ class TwoTowerAlexNet(nn.Module):
         keep_a, keep_b = keep.split([ha.shape[1], hb.shape[1]], dim=1)
         return a.dropout(ha, keep_a), b.dropout(hb, _to(keep_b, hb.device))
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
-        if f"{prefix}conv1.weight" in state_dict:  # a grouped net's weights: split them
-            convert_in_place(state_dict, prefix, grouped_to_towers)
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
 
 def convert_in_place(state_dict: dict, prefix: str, convert) -> None:
     """Replace the entries under `prefix` by `convert` of them (for loading across the two layouts)."""
@@ -141,6 +136,18 @@ def towers_to_grouped(state: Mapping[str, torch.Tensor], device: str | torch.dev
         for p in ("weight", "bias"):
             out[f"{name}.{p}"] = torch.cat([state[f"towers.{i}.{name}.{p}"].to(device) for i in range(2)])
     return out
+
+
+def in_layout_of(net: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "net.") -> dict:
+    """`state_dict` with the weights under `prefix` in `net`'s layout: a two-device run's towers joined for the
+    grouped net, or a grouped run's layers split for the two towers, so that a run trained on two devices is
+    evaluated on one and the other way round. Explicit, where a checkpoint is loaded: no load converts silently."""
+    state = dict(state_dict)
+    if isinstance(net, AlexNet) and f"{prefix}towers.0.conv1.weight" in state:
+        convert_in_place(state, prefix, towers_to_grouped)
+    elif isinstance(net, TwoTowerAlexNet) and f"{prefix}conv1.weight" in state:
+        convert_in_place(state, prefix, grouped_to_towers)
+    return state
 
 
 def build_net(devices: Sequence[str] | None = None, **alexnet_kwargs: Any) -> nn.Module:

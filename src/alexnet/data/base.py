@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from alexnet.data.batched import Presentations, augment_batch, eval_batch, in_memory
+from alexnet.data.decode import stored_image
 from alexnet.data.jpeg import DecodeAheadLoader, Decoded, batch_images, collate_raw
 from alexnet.data.transforms import (
     PAPER_PIXEL_MAX,
@@ -20,11 +21,8 @@ from alexnet.data.transforms import (
     EvalTransform,
     TrainTransform,
 )
+from alexnet.errors import DataError
 from alexnet.streams import EpochSampler, generator
-
-
-class DataError(RuntimeError):
-    """A data set is missing, truncated or malformed; the message says which file and what to do."""
 
 
 class Transformed(Dataset):
@@ -133,8 +131,6 @@ class ImageDataModule(L.LightningDataModule):
     def load_image(self, path: str | Path) -> torch.Tensor:
         """One image file as this data set stores its images (uint8 CxSxS), for predicting on new images:
         decoded by content, converted to RGB (or grey), shorter side rescaled to the stored size, centre crop."""
-        from alexnet.data.decode import stored_image  # decode imports this module
-
         return stored_image(path, self.stored_size, "RGB" if self.channels == 3 else "L")
 
     def state_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from alexnet.data.base import DataError
+from alexnet.errors import DataError
 
 # What a class folder's image files are called; decoding still goes by content (a PNG may be named .JPEG).
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})

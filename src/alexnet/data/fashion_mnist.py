@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from alexnet.data.base import DataError, ImageDataModule
+from alexnet.data.base import ImageDataModule
+from alexnet.data.decode import decode, resize_center_crop
+from alexnet.errors import DataError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -144,8 +146,6 @@ class FashionMNISTDataModule(ImageDataModule):
 
     def load_image(self, path: str | Path) -> torch.Tensor:
         """A new image as the stored Fashion-MNIST images are: grey, 28x28 (shorter side, centre crop), padded."""
-        from alexnet.data.decode import decode, resize_center_crop
-
         image = torch.from_numpy(np.array(resize_center_crop(decode(path, "L", draft_size=28), 28)))
         return self._pad(image[None, None])[0]
 

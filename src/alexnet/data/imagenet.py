@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from torch.utils.data import Dataset, Subset
 
-from alexnet.data.base import DataError, ImageDataModule
+from alexnet.data.base import ImageDataModule
 from alexnet.data.decode import stored_image
 from alexnet.data.jpeg import JpegImages
 from alexnet.data.layout import (
@@ -28,6 +28,7 @@ from alexnet.data.layout import (
 )
 from alexnet.data.stats import STATS, Moments, describe, load_stats, published_pca, sample
 from alexnet.data.store import COMPLETE, FORMATS, PLAN, StoreImages, open_store, prepare_store, progress_bar
+from alexnet.errors import DataError
 
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "store", "raw")

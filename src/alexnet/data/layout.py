@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet.data.base import DataError
 from alexnet.data.decode import is_image_name
+from alexnet.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,83 @@
+"""The record of one run, written as its summary.json by the pipeline and read back by the reports.
+
+The JSON keys and values are those summary.json has always had, so that old summaries and the committed claim
+reports still load; keys a summary lacks (an older run) read as None or empty, and keys a callback adds (e.g.
+Fig. 1's steps to a target training error) are kept in `extra`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from alexnet.utils import write_json
+
+
+@dataclass
+class RunRecord:
+    run_dir: str = ""
+    experiment: str | None = None
+    arm: str | None = None
+    seed: int | None = None
+    git: dict[str, Any] = field(default_factory=dict)  # the commit the run started from, and whether it was dirty
+    parameters: int | None = None
+    lrn_alpha_convention: str | None = None
+    choices: dict[str, Any] | None = None  # fidelity_choices
+    test_crops: int | None = None
+    train_images: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    # the epochs after which the rate was cut (a plateau schedule cuts at different epochs in different runs)
+    lr_reduction_epochs: list[int] | None = None
+    lr_reductions: int | None = None  # None: no schedule
+    world_size: int | None = None
+    replicas_identical: bool | None = None
+    model_devices: list[str] | None = None
+    diverged_at_step: int | None = None
+    final_lr: float | None = None
+    best_epoch: int | None = None  # 0-based
+    best_val: dict[str, float] = field(default_factory=dict)
+    final_val: dict[str, float] = field(default_factory=dict)  # the last validation of the training
+    test: dict[str, float] = field(default_factory=dict)  # the run's own crop count
+    test_by_crops: dict[str, dict[str, float]] = field(default_factory=dict)
+    train_eval: dict[str, float] = field(default_factory=dict)
+    checkpoints: dict[str, str | None] = field(default_factory=dict)
+    fit_seconds: float | None = None
+    wall_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # what callbacks add (SummaryContributor.summary)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {**{k: v for k, v in data.items() if k != "extra"}, **data["extra"]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        own = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            **{k: v for k, v in data.items() if k in own},
+            extra={k: v for k, v in data.items() if k not in own},
+        )
+
+    def write(self, path: Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord:
+        return cls.from_json(json.loads(path.read_text()))
+
+
+def fidelity_choices(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a result rests on where the paper is ambiguous (docs/fidelity.md): every summary and report
+    names them."""
+    model = cfg.model
+    return {
+        "pixel_max": float(cfg.data.get("pixel_max", 255)),
+        "lrn": f"{model.lrn.alpha_convention} alpha={model.lrn.alpha} k={model.lrn.k}" if model.lrn.enabled else "off",
+        "dropout_style": model.get("dropout_style", "paper") if model.dropout else "off",
+        "bias_decay": bool(cfg.optimizer.get("bias_decay", False)),
+        "init": model.init,
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
+    }

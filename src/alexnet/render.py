@@ -1,0 +1,209 @@
+"""The claim reports' Markdown and console tables: the arms (mean ± std over seeds), the claim's comparisons, every
+seed's values, Fig. 1's learning-rate grid and the 10-crop diagnostics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from alexnet.fig1 import chosen_settings, tuning_runs
+from alexnet.module import VIEWS
+from alexnet.runs import Run, capped, censored
+from alexnet.verdict import Comparison
+
+COLUMNS = {  # metric -> (header, as percent)
+    "test/top1_err": ("test top-1 %", True),
+    "test/loss": ("test loss", False),
+    "best_val/top1_err": ("best val top-1 %", True),
+    "train_eval/top1_err": ("train top-1 % (eval mode, last epoch)", True),
+    "overfit_gap": ("gap, last epoch (pts)", True),
+    "overfit_gap_matched": ("gap at matched train error (pts)", True),
+    "epochs_to_train_err": ("epochs to train error", False),
+    "steps_to_target": ("steps to target", False),
+    "epochs_to_target": ("epochs to target", False),
+    "best_epoch": ("best epoch", False),
+    "steps": ("steps", False),
+    "wall_seconds": ("wall s", False),
+}
+VSTART, VEND = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+
+
+def is_percent(metric: str) -> bool:
+    if metric.startswith(("epochs_to", "steps_to")):  # counts, even when named after a training error
+        return False
+    return metric.endswith("_err") or metric.startswith("overfit_gap") or metric == "best_val/top1_err"
+
+
+def mean_std(values: list[float], bounds: list[bool], percent: bool) -> str:
+    """mean ± std over seeds; with runs that ended before the event, the mean is a bound (≥)."""
+    if not values:
+        return "–"
+    scale = 100 if percent else 1
+    vals = np.array(values, float) * scale
+    text = f"{vals.mean():.2f} ± {vals.std(ddof=1) if len(vals) > 1 else 0:.2f}"
+    return f"≥ {text} ({sum(bounds)} censored)" if any(bounds) else text
+
+
+def arm_rows(arms: dict[str, list[Run]], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    present = [m for m in metrics if any(r.metrics.get(m) is not None for runs in arms.values() for r in runs)]
+    header = ["arm", "n", *(COLUMNS.get(m, (m, False))[0] for m in present)]
+    rows = []
+    for arm, runs in arms.items():
+        cells = []
+        for m in present:
+            kept = [r for r in runs if r.metrics.get(m) is not None]
+            cells.append(mean_std([capped(r, m) for r in kept], [censored(r, m) for r in kept],
+                                  COLUMNS.get(m, (m, is_percent(m)))[1]))  # fmt: skip
+        rows.append([arm, str(len(runs)), *cells])
+    return header, rows
+
+
+def grid_table(runs: list[Run], claim: dict) -> str:
+    """Fig. 1's tuning: every arm at every setting of the grid on the tuning seeds, the chosen one marked, so a
+    reader sees that the grid brackets each arm's optimum (or that an arm reached nothing at any setting)."""
+    select_by = claim.get("select_by")
+    if not select_by:
+        return ""
+    tuned, chosen, key = tuning_runs(runs, claim), chosen_settings(runs, claim), select_by.rsplit(".", 1)[-1]
+    groups: dict[str, list[Run]] = {}
+    for r in sorted(tuned, key=lambda r: (r.arm, r.setting(select_by))):
+        setting = r.setting(select_by)
+        label = f"{r.arm} {key}={setting}" + (" (chosen)" if chosen.get(r.arm) == setting else "")
+        groups.setdefault(label, []).append(r)
+    header, rows = arm_rows(groups, list(claim["paper"]))
+    diverged = [sum(r.record.diverged_at_step is not None for r in rs) for rs in groups.values()]
+    rows = [[*row, str(d)] for row, d in zip(rows, diverged, strict=True)]
+    notes = [
+        f"**{arm} reached no target at any {key} of the grid**: its chosen {key} is arbitrary and its steps are bounds."
+        if chosen.get(f"{arm}_reached_nothing")
+        else f"{arm}'s chosen {key} is at the edge of the grid: its optimum may lie outside it."
+        for arm in sorted({r.arm for r in tuned})
+        if chosen.get(f"{arm}_reached_nothing") or chosen.get(f"{arm}_at_grid_edge")
+    ]
+    return "\n\n".join(
+        [
+            f"## The {key} grid (tuning seeds {sorted({r.seed for r in tuned})}; ≥: some runs never reached it)",
+            markdown_table([*header, "diverged"], rows),
+            *notes,
+        ]
+    )
+
+
+def fmt_value(metric: str, value: float, ratio: bool, signed: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if ratio:
+        return f"×{math.exp(value):.2f}"
+    if is_percent(metric):
+        return f"{value * 100:+.2f} pts" if signed else f"{value * 100:.2f} pts"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def fmt_delta(c: dict | Comparison) -> tuple[str, str]:
+    c = c if isinstance(c, dict) else asdict(c)
+    delta = fmt_value(c["metric"], c["delta"], c["ratio"])
+    if math.isnan(c["low"]):
+        return delta, "–"
+    return delta, f"[{fmt_value(c['metric'], c['low'], c['ratio'])}, {fmt_value(c['metric'], c['high'], c['ratio'])}]"
+
+
+def fmt_p(p: float | None) -> str:
+    return "–" if p is None or math.isnan(p) else f"{p:.3g}"
+
+
+def verdict_cells(c: dict) -> list[str]:
+    """The verdict and what it rests on: MDE and seeds needed where inconclusive."""
+    verdict = f"**{c['verdict']}**"
+    if c["verdict"] == "inconclusive" and not math.isnan(c["mde"]):
+        need = c.get("seeds_needed")
+        more = f"; the paper's size needs {need} seeds" if need else ("; no size to detect" if c.get("size") is None
+                                                                      else "; > 10,000 seeds")  # fmt: skip
+        verdict += f" (MDE {fmt_value(c['metric'], c['mde'], c['ratio'], signed=False)}{more})"
+    if c["verdict"] == "reproduced" and not math.isnan(c.get("p_paper", math.nan)) and c["p_paper"] < 0.05:
+        verdict += " (smaller than the paper's size)"
+    return [verdict, c.get("note") or ""]
+
+
+def claim_table(comparisons: list[dict], adjusted: bool) -> str:
+    header = ["metric", "paper", "paper's size here", "measured Δ", "95% interval", "p (Δ=0)", "p (paper's size)",
+              "verdict" + (" (Holm, whole table)" if adjusted else " (this claim alone)"), "note"]  # fmt: skip
+    rows = []
+    for c in comparisons:
+        size = fmt_value(c["metric"], c["size"], c["ratio"]) if c.get("size") is not None else "–"
+        p, pp = (c.get("p_holm"), c.get("p_paper_holm")) if adjusted else (c["p"], c["p_paper"])
+        cells = verdict_cells(c if adjusted else {**c, "verdict": c["verdict_alone"]})
+        rows.append([c["metric"], c["paper"], size, *fmt_delta(c), fmt_p(p), fmt_p(pp), *cells])
+    return markdown_table(header, rows)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, justify="left" if h in ("arm", "metric", "verdict", "seed") else "right")
+    for r in rows:
+        table.add_row(*(x.replace("**", "") for x in r))
+    Console().print(table)
+
+
+def per_seed_table(results: list[Comparison]) -> str:
+    """Every seed's values of every metric: ref / ablated (≥: a bound)."""
+    seeds = sorted({s for c in results for s in c.seeds})
+    if not seeds:
+        return ""
+    header = ["seed", *(f"{c.metric}: ref / abl" for c in results)]
+    rows = []
+    for seed in seeds:
+        cells = []
+        for c in results:
+            if seed not in c.seeds:
+                cells.append("–")
+                continue
+            i = c.seeds.index(seed)
+            ref = _seed_value(c.metric, c.reference[i], c.censored["reference"][i])
+            cells.append(f"{ref} / {_seed_value(c.metric, c.ablated[i], c.censored['ablated'][i])}")
+        rows.append([str(seed), *cells])
+    return markdown_table(header, rows)
+
+
+def _seed_value(metric: str, value: float, bound: bool) -> str:
+    return ("≥" if bound else "") + (f"{value * 100:.2f}" if is_percent(metric) else f"{value:.4g}")
+
+
+def lr_cuts(arms: dict[str, list[Run]]) -> str:
+    parts = []
+    for arm, runs in arms.items():
+        cuts = sorted({tuple(r.record.lr_reduction_epochs or []) for r in runs})
+        if any(r.record.lr_reduction_epochs is not None for r in runs):  # None: an older run, which did not record them
+            shown = " or ".join(f"[{', '.join(map(str, c))}]" if c else "none" for c in cuts)
+            parts.append(f"{arm}: {shown}")
+    return ("Learning-rate cuts (÷10 after these epochs): " + "; ".join(parts) + ".") if parts else ""
+
+
+def views_table(arms: dict[str, list[Run]]) -> str:
+    """10-crop diagnostics: the error of each view, of centre + mirror, of all ten (§4.1)."""
+    runs = [r for runs in arms.values() for r in runs if r.metrics.get("test/view0_top1_err") is not None]
+    if not runs:
+        return ""
+    names = [*(f"test/view{i}_top1_err" for i in range(10)), "test/centre_mirror_top1_err", "test/top1_err"]
+    labels = [*VIEWS, "centre + mirror", "all ten"]
+    rows = [[label, mean_std([r.metrics[n] for r in runs], [False] * len(runs), True)]
+            for label, n in zip(labels, names, strict=True)]  # fmt: skip
+    return f"10-crop diagnostics over {len(runs)} runs (top-1 %, mean ± std):\n\n" + markdown_table(
+        ["test view", "top-1 %"], rows
+    )
+
+
+def plain_table(comparisons: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["metric", "paper", "size here", "measured Δ", "95% interval", "p", "verdict"]
+    return header, [[c["metric"], c["paper"], fmt_value(c["metric"], c["size"], c["ratio"])
+                     if c.get("size") is not None else "–", *fmt_delta(c), fmt_p(c["p"]),
+                     verdict_cells(c)[0]] for c in comparisons]  # fmt: skip
