@@ -73,9 +73,12 @@ def fidelity_choices(cfg: DictConfig) -> dict[str, Any]:
     """The settings a result rests on where the paper is ambiguous (docs/fidelity.md): every summary and report
     names them."""
     model = cfg.model
+    lrn = f"{model.lrn.alpha_convention} alpha={model.lrn.alpha} k={model.lrn.k}" if model.lrn.enabled else "off"
+    if model.lrn.enabled and model.lrn.get("mode", "normalise") == "constant":
+        lrn = f"constant k^-beta (k={model.lrn.k}, beta={model.lrn.beta})"
     return {
         "pixel_max": float(cfg.data.get("pixel_max", 255)),
-        "lrn": f"{model.lrn.alpha_convention} alpha={model.lrn.alpha} k={model.lrn.k}" if model.lrn.enabled else "off",
+        "lrn": lrn,
         "dropout_style": model.get("dropout_style", "paper") if model.dropout else "off",
         "bias_decay": bool(cfg.optimizer.get("bias_decay", False)),
         "init": model.init,
