@@ -15,7 +15,7 @@ from alexnet.sweeps import run_job  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    run_job(lambda: bool(evaluate(cfg)) and None, expected=(ConfigError, DataError))
+    run_job(lambda: evaluate(cfg), expected=(ConfigError, DataError))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FAILED = "failed.json"  # what failed, in the job's directory
 TRACEBACK = "error.txt"
@@ -35,10 +36,10 @@ def in_multirun() -> bool:
 
 
 def run_job(
-    task: Callable[[], float | None],
+    task: Callable[[], T],
     expected: tuple[type[Exception], ...],
     fatal: tuple[type[Exception], ...] = (),
-) -> float | None:
+) -> T | float:
     """`task()`'s result. An `expected` error (a bad value, missing data) ends a single run with one line
     `error: ...` and exit status 1; in a multirun any error is recorded in the job's directory and the sweep goes on
     (NaN: no metric). A `fatal` error (the run was killed from outside) ends a sweep too."""
