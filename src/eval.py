@@ -1,7 +1,6 @@
 """Evaluate a finished run: python src/eval.py run_dir=PATH | ckpt_path=PATH [test_crops=1|10]"""
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -12,15 +11,13 @@ os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 from alexnet.errors import ConfigError, DataError  # noqa: E402
 from alexnet.pipeline import evaluate  # noqa: E402
 from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.sweeps import run_job  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     quiet_known_warnings()
-    try:
-        evaluate(cfg)
-    except (ConfigError, DataError) as e:
-        sys.exit(f"error: {e}")
+    run_job(lambda: evaluate(cfg), expected=(ConfigError, DataError))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Train AlexNet: python src/train.py [experiment=NAME] [group=option ...] [key=value ...]
 Resume an interrupted run where it stopped: python src/train.py resume=RUN_DIR"""
 
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -14,16 +16,36 @@ from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (p
 from alexnet.pipeline import train  # noqa: E402
 from alexnet.resume import resume_argv  # noqa: E402
 from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.sweeps import run_job  # noqa: E402
+from alexnet.utils import apply_extras  # noqa: E402
+
+log = logging.getLogger(__name__)
+SUMMARY_METRICS = ("best_val", "test", "train_eval")  # where summary.json keeps a run's metrics, by name
+
+
+def optimized_value(summary: dict[str, Any], metric: str | None) -> float | None:
+    """The value of `optimized_metric` (what a Hydra sweeper, e.g. hparams_search=..., minimises or maximises):
+    a validation metric at the best epoch, or a test metric of the tested checkpoint."""
+    for part in SUMMARY_METRICS:
+        if metric in (summary.get(part) or {}):
+            return summary[part][metric]
+    if metric:  # e.g. limit_val_batches=0 (ablate_activation): no validation, nothing to return
+        log.warning(f"optimized_metric={metric}: this run recorded no such metric, so it returns none")
+    return None
+
+
+def train_and_score(cfg: DictConfig) -> float | None:
+    apply_extras(cfg)
+    return optimized_value(train(cfg), cfg.get("optimized_metric"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     quiet_known_warnings()
-    try:
-        summary = train(cfg)
-    except (ConfigError, DataError, FloatingPointError, Interrupted) as e:
-        sys.exit(f"error: {e}")
-    return summary["best_val"].get("val/top1_err")  # what a Hydra sweeper would optimise
+    # a single run's bad setting: one line and exit status 1; a sweep records the failed job and goes on
+    return run_job(
+        lambda: train_and_score(cfg), expected=(ConfigError, DataError, FloatingPointError), fatal=(Interrupted,)
+    )
 
 
 if __name__ == "__main__":

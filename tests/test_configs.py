@@ -11,7 +11,8 @@ from hydra.utils import get_class, instantiate
 from alexnet.pipeline import ConfigError, build
 from conftest import CONF, compose_train, data_overrides, run_script
 
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+# experiment_base: not a group to select, the shared start of the experiments (composed by each of them)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment_base"))
 # the ILSVRC recipes need an ImageNet tree: test_imagenet.py and test_experiments.py build them on generated ones
 ILSVRC = {("experiment", "paper"), ("experiment", "ablate_pca"), ("budget", "ilsvrc"), ("data", "imagenet"),
           ("data", "imagefolder")}  # fmt: skip

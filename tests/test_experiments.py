@@ -79,7 +79,8 @@ def test_each_sweep_lists_its_arms_and_at_least_three_seeds(name: str) -> None:
     assert len(str(params.seed).split(",")) >= (2 if (cfg.get("claim") or {}).get("tuning_seeds") else 3)
     if cfg.get("arms"):
         assert str(params.arm).split(",") == list(cfg.arms)
-    assert "${arm}" in sweep["subdir"] and "${seed}" in sweep["subdir"]
+    # the experiment too: two experiments swept into one directory never name a job alike
+    assert all(f"${{{key}}}" in sweep["subdir"] for key in ("experiment_name", "arm", "seed"))
     assert "${experiment_name}" in sweep["dir"]
     assert cfg.experiment_name == name and cfg.logger.csv and cfg.logger.wandb
 
@@ -328,13 +329,13 @@ def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) ->
 
 def test_a_multirun_gives_each_job_its_own_offline_wandb_run(two_job_sweep: Path) -> None:
     jobs = sorted(p.name for p in two_job_sweep.iterdir() if p.is_dir())
-    assert jobs == ["lrn_seed7", "no_lrn_seed7"]
+    assert jobs == ["ablate_lrn_lrn_seed7", "ablate_lrn_no_lrn_seed7"]
     ids = set()
     for job in jobs:
         files = list((two_job_sweep / job / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(files) == 1, f"{job}: {files}"  # one run per job, in the job's own directory
         run, config, history = wandb_records(files[0])
-        arm = job.removesuffix("_seed7")
+        arm = job.removeprefix("ablate_lrn_").removesuffix("_seed7")
         assert json.loads(config["arm"]) == arm and json.loads(config["model"])["lrn"]["enabled"] == (arm == "lrn")
         assert history > 0  # the metrics went to this run
         assert (run.run_group, run.job_type, run.display_name) == ("ablate_lrn", arm, f"{arm}-seed7")

@@ -196,7 +196,7 @@ def test_ddp_two_processes_keep_replicas_identical(devices: str, tmp_path: Path,
     proc = run_script(
         "train.py",
         *data_overrides(fmnist_dir),
-        "trainer=ddp",
+        "trainer=ddp_sim",
         "debug=fast",
         f"model.devices={devices}",
         "data.batch_size=16",

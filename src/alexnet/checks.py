@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from alexnet.module import AlexNetModule
 
 VAL_METRICS = AlexNetModule.VAL_METRICS  # what a schedule or checkpoint can watch
+# what a sweeper can optimise (src/train.py returns it): the best epoch's validation metrics, the test metrics
+OPTIMIZABLE = (*VAL_METRICS, *(m.replace("val/", "test/", 1) for m in VAL_METRICS))
 PRECISIONS = ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "transformer-engine")
 
 
@@ -82,6 +85,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train": BOOL,
     "test": BOOL,
     "stop_on_nonfinite": BOOL,
+    "optimized_metric": (optional(one_of(*OPTIMIZABLE)), "null or " + ", ".join(OPTIMIZABLE)),
+    "extras.ignore_warnings": BOOL,
+    "extras.enforce_tags": BOOL,
+    "extras.print_config": BOOL,
     "speed.channels_last": BOOL,
     "speed.compile": BOOL,
     "speed.compile_options.mode": (
@@ -157,6 +164,32 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def start_method(strategy: Any) -> str | None:
+    """How a Lightning strategy starts its processes: by name (Lightning's registry: ddp_spawn -> spawn) or as a
+    config node with `start_method`; None for a strategy that starts none."""
+    if isinstance(strategy, str):  # (the registry's own get() builds the strategy)
+        return StrategyRegistry[strategy]["init_params"].get("start_method") if strategy in StrategyRegistry else None
+    if isinstance(strategy, DictConfig):
+        return strategy.get("start_method")
+    return None
+
+
+def check_strategy(strategy: Any) -> list[str]:
+    """Spawned or forked processes (ddp_spawn, ddp_fork, ddp_notebook) train in children and hand back only the
+    weights: this process's data module is never set up (the eval-mode training error cannot be measured) and its
+    module never sees the epochs (summary.json would record 0). Lightning's `ddp` runs this script once per device,
+    each process whole, so it gives the same summary as one process."""
+    method = start_method(strategy)
+    if method not in ("spawn", "fork", "forkserver"):
+        return []
+    shown = strategy if isinstance(strategy, str) else f"{{start_method: {method}}}"
+    return [
+        f"trainer.strategy={shown}: its {method}ed processes hand nothing but the weights back to this one (no "
+        "summary, no training error); allowed auto (one process) or ddp: use trainer=ddp (GPUs) or trainer=ddp_sim "
+        "(two CPU processes)"
+    ]
+
+
 def check_config(cfg: DictConfig) -> list[str]:
     """Every problem with `cfg`'s values, as 'key=value: allowed ...' lines (empty if none)."""
     problems = []
@@ -171,6 +204,10 @@ def check_config(cfg: DictConfig) -> list[str]:
         if not ok(plain):
             problems.append(f"{key}={plain!r}: allowed {allowed}")
     trainer, data = cfg.get("trainer") or {}, cfg.get("data") or {}
+    problems += check_strategy(trainer.get("strategy"))
+    metric = cfg.get("optimized_metric")
+    if isinstance(metric, str) and metric.startswith("test/") and cfg.get("test") is False:
+        problems.append(f"optimized_metric={metric} with test=false: allowed a val/ metric, or test=true")
     min_epochs, max_epochs = trainer.get("min_epochs"), trainer.get("max_epochs")
     if _is_int(min_epochs) and _is_int(max_epochs) and max_epochs >= 1 and min_epochs > max_epochs:
         problems.append(f"trainer.min_epochs={min_epochs} > trainer.max_epochs={max_epochs}: allowed min <= max")

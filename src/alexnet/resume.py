@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet.checkpoints import newest_checkpoint
 
 # settings that name where and how a run is started, not what it computes
-NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra")
+NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra", "extras", "optimized_metric")
 WHERE = ("default_root_dir", "dirpath", "save_dir", "num_workers")  # at any depth
 CONTINUATION = ("train", "test", "also_test_crops", "train_error_sample")  # what happens after training
 LONGER = ("trainer.max_epochs", "trainer.max_steps", "scheduler.max_reductions")  # extend a run with ckpt_path

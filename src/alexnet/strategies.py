@@ -70,8 +70,8 @@ class PairedDDPStrategy(_TowerPlacement, DDPStrategy):
         types = {torch.device(d).type for d in devices}
         if len(types) != 1:
             raise ValueError(
-                f"model.devices={list(devices)} with trainer=ddp: DistributedDataParallel needs both towers on "
-                "the same kind of device ([cuda:0,cuda:1] or [cpu,cpu])"
+                f"model.devices={list(devices)} with trainer=ddp (or ddp_sim): DistributedDataParallel needs both "
+                "towers on the same kind of device ([cuda:0,cuda:1] or [cpu,cpu])"
             )
         self.pair_template = list(devices)
         super().__init__(**kwargs)
