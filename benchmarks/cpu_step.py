@@ -46,7 +46,7 @@ def mini_kwargs() -> dict:
                                                                                    "input_size": 28}  # fmt: skip
 
 
-def make_step(channels_last: bool, compiled: bool = False, seed: int = 0) -> Callable[[], float]:
+def make_step(channels_last: bool, compiled: bool = False, bf16: bool = False, seed: int = 0) -> Callable[[], float]:
     torch.manual_seed(seed)
     net = AlexNet(**mini_kwargs())
     optimizer = PaperSGD(parameter_groups(net.named_parameters(), False), lr=0.02, momentum=0.9, weight_decay=5e-4)
@@ -60,10 +60,11 @@ def make_step(channels_last: bool, compiled: bool = False, seed: int = 0) -> Cal
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(run(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # trainer.precision=bf16-mixed
+            loss = F.cross_entropy(run(x), y)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -85,6 +86,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, inner: int =
 
 def raw(repeats: int, compile_too: bool) -> dict:
     variants = {"nchw": make_step(False), "channels_last": make_step(True)}
+    variants["channels_last+bf16-mixed"] = make_step(True, bf16=True)  # not fp32: a different arithmetic
     if compile_too:
         variants["channels_last+compile"] = make_step(True, compiled=True)
     ms = interleaved(variants, repeats)
@@ -115,7 +117,7 @@ def layers(repeats: int) -> dict:
         for fmt, mf in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
             xf = x.contiguous(memory_format=mf) if x.dim() == 4 else x
             lf = layer.to(memory_format=mf) if x.dim() == 4 else layer
-            xg = xf.clone().requires_grad_(name != "pad")
+            xg = xf.clone().requires_grad_(name != "conv1")  # conv1 sees the images: no input gradient
 
             def fwd(lf=lf, xf=xf) -> object:
                 with torch.no_grad():
