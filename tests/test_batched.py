@@ -88,7 +88,7 @@ def test_training_on_device_batches_gives_the_same_run(tmp_path: Path, fmnist_di
 
     runs = {}
     for name, extra in {
-        "loader": [],
+        "loader": ["data.augment_on=loader"],
         "device": ["data.augment_on=device"],
         "resident": ["data.augment_on=device", "data.resident=true"],
     }.items():
