@@ -1,4 +1,6 @@
-"""`python src/train.py` and `python src/eval.py` as a user runs them, on small generated files."""
+"""`python src/train.py` and `python src/eval.py` as a user runs them, on small generated files: what a run writes
+through alexnet.pipeline in this process, and the entry points themselves (argv, exit codes, messages, a kill) as
+real processes."""
 
 import csv
 import json
@@ -13,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, data_overrides, run_script
+from conftest import ROOT, data_overrides, evaluate_in_process, run_script
 
 SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -60,19 +62,9 @@ def metrics_by_hand(ckpt_path: Path, crops: int, images: int | None = None) -> d
     }
 
 
-@pytest.fixture
-def fast_run(train_run):
-    """One finished debug=fast run of a net narrower than today's default, with centre-crop testing."""
-    proc, run_dir = train_run(
-        "debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1", "data.batch_size=32"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, run_dir
-
-
 def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) -> None:
-    proc, run_dir = fast_run
-    assert "CONFIG" in proc.stdout and "Test error" in proc.stdout  # the config tree and the results table
+    stdout, run_dir = fast_run
+    assert "CONFIG" in stdout and "Test error" in stdout  # the config tree and the results table
     for name in (
         "config.yaml",
         "config_tree.log",
@@ -100,16 +92,14 @@ def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) 
 def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> None:
     _, run_dir = fast_run
     # The run's net (width 0.125) is not today's default (0.25): loading it into a default net would fail.
-    proc = run_script("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"run_dir={run_dir}"], tmp_path / "eval")
     report = json.loads((tmp_path / "eval/eval.json").read_text())
     assert report["test_crops"] == 1
     # debug=fast tested 2 batches; eval tests the whole (small) test set: compare with a full test by hand
     best = run_dir / "checkpoints/best.ckpt"
     centre = metrics_by_hand(best, crops=1)
     assert report["test"] == pytest.approx(centre, rel=1e-5, abs=1e-6)
-    proc = run_script("eval.py", f"ckpt_path={best}", "test_crops=10", f"hydra.run.dir={tmp_path}/eval10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"ckpt_path={best}", "test_crops=10"], tmp_path / "eval10")
     report10 = json.loads((tmp_path / "eval10/eval.json").read_text())
     ten = metrics_by_hand(best, crops=10)
     assert report10["test_crops"] == 10
@@ -120,39 +110,37 @@ def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> 
     assert report10["test"]["test/loss"] != pytest.approx(centre["test/loss"], rel=1e-5, abs=1e-6)
 
 
-def test_eval_matches_the_test_of_the_training_run(train_run, tmp_path: Path) -> None:
-    proc, run_dir = train_run("debug=fast", "trainer.limit_test_batches=1.0", "data.test_crops=10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_script("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
+def test_eval_matches_the_test_of_the_training_run(train_here, run_cli, tmp_path: Path) -> None:
+    _, run_dir = train_here("debug=fast", "trainer.limit_test_batches=1.0", "data.test_crops=10")
+    # src/eval.py as a user runs it: its own process, its Hydra run directory
+    proc = run_cli("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval/eval.json").read_text())
     for key, value in read_summary(run_dir)["test"].items():
         assert report["test"][key] == pytest.approx(value, abs=1e-6), key
 
 
-def test_resume_from_last_checkpoint_continues_the_run(train_run) -> None:
-    proc, run_dir = train_run("debug=fast", "test=false")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_resume_from_last_checkpoint_continues_the_run(train_here) -> None:
+    _, run_dir = train_here("debug=fast", "test=false")
     last = run_dir / "checkpoints/last.ckpt"
-    proc, run_dir = train_run("debug=fast", "test=false", f"ckpt_path={last}", "trainer.max_epochs=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, run_dir = train_here("debug=fast", "test=false", f"ckpt_path={last}", "trainer.max_epochs=2")
     summary = read_summary(run_dir)
     assert summary["epochs"] == 2 and summary["steps"] == 6
     assert [row["epoch"] for row in torch.load(last, weights_only=False)["val_history"]] == [0, 1]
 
 
-def test_paper_net_runs_end_to_end_on_synthetic_data(train_run) -> None:
-    proc, run_dir = train_run(
-        "model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4", generated_data=False
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+@pytest.mark.slow
+def test_paper_net_runs_end_to_end_on_synthetic_data(train_here) -> None:
+    # the training error in eval mode on 8 images, not all 512: the same steps, far fewer paper-net forward passes
+    paper = ["model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4", "train_error_sample=8"]
+    _, run_dir = train_here(*paper, generated_data=False)
     summary = read_summary(run_dir)
     assert summary["parameters"] == 60_965_224 and summary["steps"] == 3
 
 
-def test_debug_overfit_memorises_two_batches(train_run) -> None:
-    proc, run_dir = train_run("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+@pytest.mark.slow
+def test_debug_overfit_memorises_two_batches(train_here) -> None:
+    _, run_dir = train_here("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false")
     train_err = [float(r["train/top1_err"]) for r in read_metrics(run_dir) if r["train/top1_err"]]
     assert train_err[0] > 0.5 and train_err[-1] <= 0.05
 
@@ -172,8 +160,8 @@ def test_bad_value_stops_before_training_with_one_message(train_run, override: s
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.csv").exists()
 
 
-def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
-    proc = run_script(
+def test_missing_data_is_a_clear_error(tmp_path: Path, run_cli) -> None:
+    proc = run_cli(
         "train.py",
         f"data.data_dir={tmp_path}/none",
         "data.search_dirs=[]",
@@ -195,6 +183,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_weights(train_run) -
     assert f"step {saved['global_step']}." in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs the real files: apt-get install dataset-fashion-mnist")
 def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
     proc = run_script(
@@ -214,6 +203,7 @@ def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
     assert summary["test"]["test/top1_err"] < 0.45
 
 
+@pytest.mark.slow
 def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
     run_dir = tmp_path / "run"
     args = [
