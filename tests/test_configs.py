@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 
 from alexnet.pipeline import ConfigError, build
-from conftest import CONF, compose_train, data_overrides, run_script
+from conftest import CONF, compose_train, data_overrides
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 # the ILSVRC recipes need an ImageNet tree: test_imagenet.py and test_experiments.py build them on generated ones
@@ -171,15 +171,15 @@ BAD_OVERRIDES = [
 ]
 
 
-def test_bad_overrides_through_the_cli_name_the_key_and_what_is_allowed(tmp_path: Path, fmnist_dir: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
+@pytest.mark.slow
+def test_bad_overrides_through_the_cli_name_the_key_and_what_is_allowed(
+    tmp_path: Path, fmnist_dir: Path, run_cli
+) -> None:
     def run(i: int) -> subprocess.CompletedProcess:
         override = BAD_OVERRIDES[i][0]
-        return run_script("train.py", *data_overrides(fmnist_dir), override, f"hydra.run.dir={tmp_path}/{i}")
+        return run_cli("train.py", *data_overrides(fmnist_dir), override, f"hydra.run.dir={tmp_path}/{i}")
 
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run, range(len(BAD_OVERRIDES))))
+    results = [run(i) for i in range(len(BAD_OVERRIDES))]
     assert len({o.split("=")[0] for o, _ in BAD_OVERRIDES}) >= 25  # distinct keys
     for (override, words), proc in zip(BAD_OVERRIDES, results, strict=True):
         assert proc.returncode == 1, f"{override} did not stop: {proc.stdout[-500:]}"
