@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, data_overrides
+from conftest import ROOT, data_overrides, run_script
 
 SMALL = ["model.width=0.125", "model.fc_width=64", "data.batch_size=4", "data.test_crops=1", "test=false",
          "train_error_sample=null", "trainer.max_epochs=3", "seed=7", "callbacks.progress_bar=null",
@@ -169,14 +169,15 @@ def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(fmnis
     assert [s["seed"] for s in summaries] == [1, 2, 3, 4] and all(s["epochs"] == 2 for s in summaries)
 
 
-def test_a_directory_holding_another_run_is_named(train_run, fmnist_dir: Path) -> None:
-    proc, run_dir = train_run("debug=fast", *SMALL[:4])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = train_run("debug=fast", *SMALL[:4], "model.dropout=0.3")
+def test_a_directory_holding_another_run_is_named(train_here, train_run) -> None:
+    _, run_dir = train_here("debug=fast", *SMALL[:4])  # the run already there; then the command that clashes
+    proc, run_dir_again = train_run("debug=fast", *SMALL[:4], "model.dropout=0.3")
+    assert run_dir_again == run_dir
     assert proc.returncode == 1
     assert f"{run_dir} holds another run (it differs in model.dropout)" in proc.stderr
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_two_directories(fmnist_dir: Path, tmp_path: Path, monkeypatch) -> None:
     for key in [k for k in os.environ if k.startswith("SLURM_")]:  # outside a SLURM job: time-named directories
         monkeypatch.delenv(key)
@@ -199,26 +200,20 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path: Path, run_cli) -> None:
     marker, crafted = tmp_path / "pwned", tmp_path / "crafted.ckpt"
     torch.save({"state_dict": {}, "alexnet_config": {"x": Payload(marker)}}, crafted, pickle_protocol=2)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "eval.py"), f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path}/eval"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_cli("eval.py", f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path}/eval", timeout=300)
     assert proc.returncode == 1 and f"{crafted}: refused to load" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "predict.py"), str(tmp_path / "x.png"), f"ckpt_path={crafted}",
-         f"hydra.run.dir={tmp_path}/predict"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_cli("predict.py", str(tmp_path / "x.png"), f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path}/predict",
+                   timeout=300)  # fmt: skip
     assert proc.returncode == 1 and "refused to load" in proc.stderr
     run = tmp_path / "run"  # a run directory whose checkpoint was replaced: resuming refuses it too
     (run / "checkpoints").mkdir(parents=True)
     (run / ".hydra").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text("[]\n")
     (run / "checkpoints" / "last.ckpt").write_bytes(crafted.read_bytes())
-    proc = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), f"resume={run}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = run_cli("train.py", f"resume={run}", timeout=300)
     assert proc.returncode == 1 and "no usable checkpoint" in proc.stderr
     assert not marker.exists()  # torch.load(weights_only=False) would have created it
     with pytest.raises(pickle.UnpicklingError):
@@ -252,8 +247,12 @@ def test_an_interrupted_checkpoint_write_leaves_the_last_good_one(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left behind
 
 
-def test_a_first_run_prints_no_warnings_that_are_not_the_users(train_run) -> None:
-    proc, run_dir = train_run("debug=fast", "model.width=0.125", "model.fc_width=64", "data.batch_size=16")
+@pytest.mark.slow
+def test_a_first_run_prints_no_warnings_that_are_not_the_users(tmp_path: Path, fmnist_dir: Path) -> None:
+    # a fresh interpreter: what the imports print counts too
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", *data_overrides(fmnist_dir), f"hydra.run.dir={run_dir}", "debug=fast",
+                      "model.width=0.125", "model.fc_width=64", "data.batch_size=16")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert any(r.split(",")[0] for r in rows[1:]) and len(rows) == len(set(rows))  # no row written twice
