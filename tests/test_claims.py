@@ -21,6 +21,7 @@ def _by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
     return {e: v for e, _, v in read_curves(run_dir / "metrics.csv")[metric]}
 
 
+@pytest.mark.slow
 def test_a_converged_budget_run_records_what_the_verdict_needs(train_here) -> None:
     _, run_dir = train_here(
         "experiment=ablate_lrn", "arm=lrn", "debug=fast", "trainer.max_epochs=3", "scheduler.milestones=[1,2]",
@@ -45,6 +46,7 @@ def test_a_converged_budget_run_records_what_the_verdict_needs(train_here) -> No
     assert "test/loss" in one  # the stand-in for top-5 on 10 classes
 
 
+@pytest.mark.slow
 def test_the_overfit_budget_warms_up_step_by_step_and_a_resumed_run_continues_the_ramp(train_here, tmp_path) -> None:
     # 2 steps an epoch (200 images, batch 128), 2 warm-up epochs = 4 steps rising to lr 0.02, ÷10 after epoch 3
     common = ["experiment=ablate_dropout", "arm=no_dropout", "debug=fast", "scheduler.warmup_epochs=2",

@@ -472,6 +472,7 @@ def _curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     return [(step, value) for _, step, value in read_curves(run_dir / "metrics.csv")[metric]]
 
 
+@pytest.mark.slow
 def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_here) -> None:
     _, run_dir = train_here(
         "experiment=ablate_activation", "arm=relu", "callbacks.train_error_target.window=3",

@@ -110,6 +110,7 @@ def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> 
     assert report10["test"]["test/loss"] != pytest.approx(centre["test/loss"], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_matches_the_test_of_the_training_run(train_here, run_cli, tmp_path: Path) -> None:
     _, run_dir = train_here("debug=fast", "trainer.limit_test_batches=1.0", "data.test_crops=10")
     # src/eval.py as a user runs it: its own process, its Hydra run directory
