@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import json
 import os
 import struct
@@ -147,33 +148,51 @@ def train_here(tmp_path: Path, fmnist_dir: Path):
 
 class PrestartedScripts:
     """Runs `python src/<script> ARGS` as a child of one pre-started interpreter (tests/prestarted.py): a real
-    process with its own argv, exit status, stdout and stderr, without starting torch, Lightning and Hydra again."""
+    process with its own argv, exit status, stdout and stderr, without starting torch, Lightning and Hydra again.
+    Safe to call from several threads: their commands run side by side."""
 
     def __init__(self) -> None:
         self._server: subprocess.Popen | None = None
-        self._lock = threading.Lock()  # one command at a time (test_configs.py runs several threads)
+        self._ids = itertools.count()
+        self._answers: dict[int, dict] = {}
+        self._answered = threading.Condition()
 
-    def _start(self) -> subprocess.Popen:
-        if self._server is None or self._server.poll() is not None:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            server = [sys.executable, str(Path(__file__).with_name("prestarted.py"))]
-            self._server = subprocess.Popen(server, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            text=True)  # fmt: skip
-            ready = self._server.stdout.readline()
-            assert ready.startswith('{"ready"'), f"tests/prestarted.py did not start: {ready!r}"
-        return self._server
+    def _read_answers(self, server: subprocess.Popen) -> None:
+        for line in server.stdout:
+            answer = json.loads(line)
+            with self._answered:
+                self._answers[answer["id"]] = answer
+                self._answered.notify_all()
+        with self._answered:  # the server ended: nobody waits for an answer that cannot come
+            self._answered.notify_all()
+
+    def _send(self, command: dict) -> subprocess.Popen:
+        with self._answered:
+            if self._server is None or self._server.poll() is not None:
+                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                server = [sys.executable, str(Path(__file__).with_name("prestarted.py"))]
+                self._server = subprocess.Popen(server, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+                ready = self._server.stdout.readline()
+                assert ready.startswith('{"ready"'), f"tests/prestarted.py did not start: {ready!r}"
+                threading.Thread(target=self._read_answers, args=(self._server,), daemon=True).start()
+            self._server.stdin.write(json.dumps(command) + "\n")
+            self._server.stdin.flush()
+            return self._server
 
     def run(self, script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
-        with self._lock, tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-            command = {"script": str(ROOT / "src" / script), "args": list(args), "cwd": str(cwd), "env": env,
-                       "stdout": str(out), "stderr": str(err), "timeout": timeout}  # fmt: skip
-            server = self._start()
-            server.stdin.write(json.dumps(command) + "\n")
-            server.stdin.flush()
-            answer = json.loads(server.stdout.readline())
+            command = {"id": next(self._ids), "script": str(ROOT / "src" / script), "args": list(args),
+                       "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err),
+                       "timeout": timeout}  # fmt: skip
+            server = self._send(command)
+            with self._answered:
+                self._answered.wait_for(lambda: command["id"] in self._answers or server.poll() is not None)
+                answer = self._answers.pop(command["id"], None)
             argv = [sys.executable, command["script"], *args]
+            assert answer is not None, f"tests/prestarted.py ended while running {argv}"
             if answer["timed_out"]:
                 raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text())
             return subprocess.CompletedProcess(argv, answer["returncode"], out.read_text(), err.read_text())
