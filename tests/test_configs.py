@@ -175,11 +175,14 @@ BAD_OVERRIDES = [
 def test_bad_overrides_through_the_cli_name_the_key_and_what_is_allowed(
     tmp_path: Path, fmnist_dir: Path, run_cli
 ) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     def run(i: int) -> subprocess.CompletedProcess:
         override = BAD_OVERRIDES[i][0]
         return run_cli("train.py", *data_overrides(fmnist_dir), override, f"hydra.run.dir={tmp_path}/{i}")
 
-    results = [run(i) for i in range(len(BAD_OVERRIDES))]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(len(BAD_OVERRIDES))))
     assert len({o.split("=")[0] for o, _ in BAD_OVERRIDES}) >= 25  # distinct keys
     for (override, words), proc in zip(BAD_OVERRIDES, results, strict=True):
         assert proc.returncode == 1, f"{override} did not stop: {proc.stdout[-500:]}"
