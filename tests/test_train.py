@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, data_overrides, evaluate_in_process, run_script
+from conftest import ROOT, data_overrides, evaluate_in_process
 
 SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -87,6 +87,34 @@ def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) 
     assert summary["parameters"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("net."))
     columns = read_metrics(run_dir)[0].keys()
     assert {"train/loss_step", "val/top1_err", "val/top5_err", "lr", "train/images_per_sec"} <= set(columns)
+
+
+@pytest.mark.slow
+def test_a_run_in_process_writes_what_the_command_line_writes(train_here, run_cli, fmnist_dir: Path, tmp_path: Path):
+    """What the in-process tests stand on: pipeline.train on a composed config is `python src/train.py` less
+    Hydra's own files (.hydra/, train.log): the same files, summary, metrics and weights."""
+    overrides = ["debug=fast", "model.width=0.125", "model.fc_width=64", "data.batch_size=32"]
+    cli = tmp_path / "cli"
+    proc = run_cli("train.py", *data_overrides(fmnist_dir), *overrides, f"hydra.run.dir={cli}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, here = train_here(*overrides, run_dir=tmp_path / "here")
+
+    def files(run_dir: Path) -> set[str]:
+        return {str(f.relative_to(run_dir)) for f in run_dir.rglob("*") if f.is_file()}
+
+    assert files(cli) - files(here) == {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log"}
+    assert files(here) <= files(cli)
+    where = ("run_dir", "checkpoints", "fit_seconds", "wall_seconds")  # the directory and the clock
+    a, b = read_summary(cli), read_summary(here)
+    assert {k: v for k, v in a.items() if k not in where} == {k: v for k, v in b.items() if k not in where}
+    rows_a, rows_b = read_metrics(cli), read_metrics(here)
+    assert [r.keys() for r in rows_a] == [r.keys() for r in rows_b]
+    speed = "train/images_per_sec"
+    assert [{k: v for k, v in r.items() if k != speed} for r in rows_a] == [
+        {k: v for k, v in r.items() if k != speed} for r in rows_b
+    ]
+    wa, wb = (torch.load(d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in (cli, here))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> None:
@@ -186,8 +214,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_weights(train_run) -
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs the real files: apt-get install dataset-fashion-mnist")
-def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
-    proc = run_script(
+def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path, run_cli) -> None:
+    proc = run_cli(
         "train.py",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=150",
@@ -205,7 +233,7 @@ def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path, run_cli) -> None:
     run_dir = tmp_path / "run"
     args = [
         sys.executable,
@@ -233,7 +261,7 @@ def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
     assert proc.returncode != 0 and f"python src/train.py resume={run_dir}" in stderr, stderr[-3000:]
     saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
     assert saved["global_step"] > 0
-    proc = run_script(
+    proc = run_cli(
         "train.py",
         *data_overrides(fmnist_dir),
         f"hydra.run.dir={tmp_path}/resumed",
