@@ -1,12 +1,19 @@
-"""Shared fixtures: small generated Fashion-MNIST files, composed configs, and a train.py runner."""
+"""Shared fixtures: small generated Fashion-MNIST files, composed configs, runs of train.py (a subprocess) and of
+alexnet.pipeline.train (in this process)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import itertools
+import json
 import os
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,14 +103,136 @@ def run_script(
     )
 
 
+def train_in_process(overrides: list[str], run_dir: Path) -> dict:
+    """What `python src/train.py OVERRIDES hydra.run.dir=RUN_DIR` does once Hydra has composed the config:
+    alexnet.pipeline.train in this process, without torch, Lightning and Hydra starting again. The run directory
+    gets the same files as the command line's, less Hydra's own (.hydra/, train.log). For tests of what a run
+    writes; tests of argv, exit codes, the entry point's messages, signals and sweeps run the script
+    (run_script)."""
+    from alexnet.pipeline import train
+
+    seeded = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    try:
+        return train(compose_train(overrides, run_dir))
+    finally:  # Lightning's seed_everything exports the seed: later subprocesses of run_script must not inherit it
+        for key, value in seeded.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def evaluate_in_process(overrides: list[str], out_dir: Path) -> dict:
+    """What `python src/eval.py OVERRIDES hydra.run.dir=OUT_DIR` does after Hydra: alexnet.pipeline.evaluate here;
+    returns the report it writes to OUT_DIR/eval.json."""
+    from alexnet.pipeline import evaluate
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+    return evaluate(cfg)
+
+
 @pytest.fixture
-def train_run(tmp_path: Path, fmnist_dir: Path):
-    """Run src/train.py on the generated data into tmp_path/run; returns (process, run_dir)."""
+def train_here(tmp_path: Path, fmnist_dir: Path):
+    """train_in_process on the generated data into tmp_path/run (or run_dir); returns (summary, run_dir)."""
+
+    def run(*overrides: str, run_dir: Path | None = None, generated_data: bool = True) -> tuple[dict, Path]:
+        run_dir = run_dir or tmp_path / "run"
+        data = data_overrides(fmnist_dir) if generated_data else []
+        return train_in_process([*data, *overrides], run_dir), run_dir
+
+    return run
+
+
+class PrestartedScripts:
+    """Runs `python src/<script> ARGS` as a child of one pre-started interpreter (tests/prestarted.py): a real
+    process with its own argv, exit status, stdout and stderr, without starting torch, Lightning and Hydra again.
+    Safe to call from several threads: their commands run side by side."""
+
+    def __init__(self) -> None:
+        self._server: subprocess.Popen | None = None
+        self._ids = itertools.count()
+        self._answers: dict[int, dict] = {}
+        self._answered = threading.Condition()
+
+    def _read_answers(self, server: subprocess.Popen) -> None:
+        for line in server.stdout:
+            answer = json.loads(line)
+            with self._answered:
+                self._answers[answer["id"]] = answer
+                self._answered.notify_all()
+        with self._answered:  # the server ended: nobody waits for an answer that cannot come
+            self._answered.notify_all()
+
+    def _send(self, command: dict) -> subprocess.Popen:
+        with self._answered:
+            if self._server is None or self._server.poll() is not None:
+                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                server = [sys.executable, str(Path(__file__).with_name("prestarted.py"))]
+                self._server = subprocess.Popen(server, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+                ready = self._server.stdout.readline()
+                assert ready.startswith('{"ready"'), f"tests/prestarted.py did not start: {ready!r}"
+                threading.Thread(target=self._read_answers, args=(self._server,), daemon=True).start()
+            self._server.stdin.write(json.dumps(command) + "\n")
+            self._server.stdin.flush()
+            return self._server
+
+    def run(self, script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            command = {"id": next(self._ids), "script": str(ROOT / "src" / script), "args": list(args),
+                       "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err),
+                       "timeout": timeout}  # fmt: skip
+            server = self._send(command)
+            with self._answered:
+                self._answered.wait_for(lambda: command["id"] in self._answers or server.poll() is not None)
+                answer = self._answers.pop(command["id"], None)
+            argv = [sys.executable, command["script"], *args]
+            assert answer is not None, f"tests/prestarted.py ended while running {argv}"
+            if answer["timed_out"]:
+                raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text())
+            return subprocess.CompletedProcess(argv, answer["returncode"], out.read_text(), err.read_text())
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stdin.close()
+            self._server.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """run_cli(script, *args, cwd=ROOT, timeout=600): `python src/<script> ARGS` as a child of a pre-started
+    interpreter, for tests of argv, exit codes and messages (in this process's environment); returns a
+    CompletedProcess with the output captured. Signals, several processes and import-time output: run_script."""
+    scripts = PrestartedScripts()
+    yield scripts.run
+    scripts.close()
+
+
+@pytest.fixture(scope="session")
+def fast_run(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> tuple[str, Path]:
+    """One finished debug=fast run of a net narrower than today's default, with centre-crop testing, shared by the
+    tests that only read it (test_train.py, test_predict.py); returns what it printed and its directory."""
+    run_dir = tmp_path_factory.mktemp("fast_run") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        overrides = ["debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1", "data.batch_size=32"]
+        train_in_process([*data_overrides(fmnist_dir), *overrides], run_dir)
+    return printed.getvalue(), run_dir
+
+
+@pytest.fixture
+def train_run(tmp_path: Path, fmnist_dir: Path, run_cli):
+    """Run src/train.py (run_cli) on the generated data into tmp_path/run; returns (process, run_dir)."""
 
     def run(*overrides: str, generated_data: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
         run_dir = tmp_path / "run"
         data = data_overrides(fmnist_dir) if generated_data else []
-        proc = run_script("train.py", *data, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs", *overrides)
+        proc = run_cli("train.py", *data, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs", *overrides)
         return proc, run_dir
 
     return run

@@ -81,24 +81,20 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_training_on_device_batches_gives_the_same_run(tmp_path: Path, fmnist_dir: Path) -> None:
+@pytest.mark.slow
+def test_training_on_device_batches_gives_the_same_run(train_here, tmp_path: Path) -> None:
     """The real Trainer, three ways: per-image transforms in the loader, batched on the device, and with the
     images resident on the device. Same seed: the same weights, bit for bit, and the same 10-crop test."""
-    from conftest import data_overrides, run_script
-
     runs = {}
     for name, extra in {
         "loader": ["data.augment_on=loader"],
         "device": ["data.augment_on=device"],
         "resident": ["data.augment_on=device", "data.resident=true"],
     }.items():
-        run_dir = tmp_path / name
-        proc = run_script(
-            "train.py", *data_overrides(fmnist_dir), "debug=fast", "trainer.max_epochs=2", "data.test_crops=10",
-            "model.dropout=0.5", f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs", *extra,
+        _, runs[name] = train_here(
+            "debug=fast", "trainer.max_epochs=2", "data.test_crops=10", "model.dropout=0.5", *extra,
+            run_dir=tmp_path / name,
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[name] = run_dir
     reference = _weights(runs["loader"])
     for name in ("device", "resident"):
         weights = _weights(runs[name])

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 
 from alexnet.pipeline import ConfigError, build
-from conftest import CONF, compose_train, data_overrides, run_script
+from conftest import CONF, compose_train, data_overrides
 
 # experiment_base: not a group to select, the shared start of the experiments (composed by each of them)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment_base"))
@@ -172,12 +172,15 @@ BAD_OVERRIDES = [
 ]
 
 
-def test_bad_overrides_through_the_cli_name_the_key_and_what_is_allowed(tmp_path: Path, fmnist_dir: Path) -> None:
+@pytest.mark.slow
+def test_bad_overrides_through_the_cli_name_the_key_and_what_is_allowed(
+    tmp_path: Path, fmnist_dir: Path, run_cli
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def run(i: int) -> subprocess.CompletedProcess:
         override = BAD_OVERRIDES[i][0]
-        return run_script("train.py", *data_overrides(fmnist_dir), override, f"hydra.run.dir={tmp_path}/{i}")
+        return run_cli("train.py", *data_overrides(fmnist_dir), override, f"hydra.run.dir={tmp_path}/{i}")
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, range(len(BAD_OVERRIDES))))

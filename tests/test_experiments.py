@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from alexnet.loggers import resolve_mode
 from alexnet.report import compare
 from alexnet.runs import Run, load_runs, read_curves
-from conftest import CONF, compose_train, data_overrides, run_script
+from conftest import CONF, compose_train, data_overrides, evaluate_in_process, run_script
 
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment").glob("ablate_*.yaml"))
 # what each experiment's arms change, and nothing else (dotted keys of the resolved config)
@@ -225,11 +225,12 @@ def test_an_experiment_names_a_wrong_arm_or_data_set(overrides: list[str], words
     assert not (tmp_path / "checkpoints").exists()  # stopped before training
 
 
-def test_the_command_line_prints_the_message(tmp_path: Path) -> None:
-    proc = run_script("train.py", "experiment=ablate_lrn", "arm=lrm", f"hydra.run.dir={tmp_path}")
+def test_the_command_line_prints_the_message(tmp_path: Path, run_cli) -> None:
+    proc = run_cli("train.py", "experiment=ablate_lrn", "arm=lrm", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0 and proc.stderr.strip().endswith("this experiment's arms are lrn, no_lrn")
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_several_jobs_at_once_with_the_gpu_launcher(tmp_path: Path, fmnist_dir: Path) -> None:
     """hydra/launcher=gpu_jobs (joblib, one process per job) on the CPU: two jobs side by side, each with its own
     run directory and results, as the default launcher gives."""
@@ -327,6 +328,7 @@ def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) ->
     return sweep
 
 
+@pytest.mark.slow
 def test_a_multirun_gives_each_job_its_own_offline_wandb_run(two_job_sweep: Path) -> None:
     jobs = sorted(p.name for p in two_job_sweep.iterdir() if p.is_dir())
     assert jobs == ["ablate_lrn_lrn_seed7", "ablate_lrn_no_lrn_seed7"]
@@ -346,8 +348,9 @@ def test_a_multirun_gives_each_job_its_own_offline_wandb_run(two_job_sweep: Path
     assert len(ids) == 2
 
 
-def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Path) -> None:
-    proc = run_script("compare.py", str(two_job_sweep), "--out", str(tmp_path / "report"))
+@pytest.mark.slow
+def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Path, run_cli) -> None:
+    proc = run_cli("compare.py", str(two_job_sweep), "--out", str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| lrn | 1 |" in report and "| no_lrn | 1 |" in report and "inconclusive" in report  # one seed each
@@ -362,21 +365,22 @@ def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Pat
     assert claim["comparisons"][0]["delta"] == pytest.approx(delta)
 
 
+@pytest.mark.slow
 def test_the_index_corrects_across_claims_and_a_claim_can_read_another_experiments_runs(
-    two_job_sweep: Path, tmp_path: Path
+    two_job_sweep: Path, tmp_path: Path, run_cli
 ) -> None:
     folder = tmp_path / "experiments"
     folder.mkdir()
     (folder / "README.md").write_text("# claims\n<!-- claims:start -->\n<!-- claims:end -->\nafter\n")
-    proc = run_script("compare.py", str(two_job_sweep), "--out", str(folder / "ablate_lrn"))
+    proc = run_cli("compare.py", str(two_job_sweep), "--out", str(folder / "ablate_lrn"))
     assert proc.returncode == 0, proc.stderr
     # ablate_test_crops judged on ablate_lrn's reference arm, tested with 1 and 10 crops (and every view alone)
-    proc = run_script("compare.py", str(two_job_sweep), "--experiment", "ablate_test_crops", "--out",
-                      str(folder / "ablate_test_crops"))  # fmt: skip
+    proc = run_cli("compare.py", str(two_job_sweep), "--experiment", "ablate_test_crops", "--out",
+                   str(folder / "ablate_test_crops"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     crops = (folder / "ablate_test_crops" / "report.md").read_text()
     assert "| 10 crops | 1 |" in crops and "| centre + mirror |" in crops and "| top_left_mirror |" in crops
-    proc = run_script("compare.py", "--index", str(folder))
+    proc = run_cli("compare.py", "--index", str(folder))
     assert proc.returncode == 0, proc.stderr
     readme = (folder / "README.md").read_text()
     assert readme.count("| §") == 4 and readme.endswith("after\n")  # 2 claims x 2 metrics, the rest kept
@@ -387,8 +391,8 @@ def test_the_index_corrects_across_claims_and_a_claim_can_read_another_experimen
     assert "verdict (Holm, whole table)" in (folder / "ablate_lrn" / "report.md").read_text()
 
 
-def test_compare_refuses_a_folder_without_runs(tmp_path: Path) -> None:
-    proc = run_script("compare.py", str(tmp_path))
+def test_compare_refuses_a_folder_without_runs(tmp_path: Path, run_cli) -> None:
+    proc = run_cli("compare.py", str(tmp_path))
     assert proc.returncode != 0 and "no finished runs" in proc.stderr
 
 
@@ -463,20 +467,20 @@ def test_the_fastest_setting_is_picked_by_fewest_misses_first() -> None:
     }
 
 
-# --- what the experiments measure, through real runs of src/train.py --------------------------------
+# --- what the experiments measure, through real training runs (alexnet.pipeline.train) ------------
 
 
 def _curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     return [(step, value) for _, step, value in read_curves(run_dir / "metrics.csv")[metric]]
 
 
-def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_run) -> None:
-    proc, run_dir = train_run(
+@pytest.mark.slow
+def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_here) -> None:
+    _, run_dir = train_here(
         "experiment=ablate_activation", "arm=relu", "callbacks.train_error_target.window=3",
         "callbacks.train_error_target.target=0.5", "trainer.max_steps=60", "data.batch_size=32",
         "trainer.log_every_n_steps=1", "callbacks.progress_bar=null",
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     reached = summary["steps_to_target"]
     assert reached is not None and summary["steps"] == reached < 60  # stopped there
@@ -487,25 +491,24 @@ def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_run)
     assert summary["images_to_target"] == reached // steps_per_epoch * per_epoch + reached % steps_per_epoch * 32
 
 
-def test_fig1_callback_reports_a_target_never_reached(train_run) -> None:
-    proc, run_dir = train_run(
+def test_fig1_callback_reports_a_target_never_reached(train_here) -> None:
+    _, run_dir = train_here(
         "experiment=ablate_activation", "arm=tanh", "callbacks.train_error_target.target=0.001",
         "trainer.max_steps=5", "data.batch_size=32", "callbacks.progress_bar=null",
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps_to_target"] is None and summary["steps"] == 5
     assert math.isinf(load_runs([run_dir])[0].metrics["steps_to_target"])  # compare counts it as never
 
 
-def test_test_crops_experiment_tests_the_same_weights_both_ways(train_run, tmp_path: Path) -> None:
-    proc, run_dir = train_run("data.test_crops=10", "also_test_crops=[1]", "train_error_sample=64")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_test_crops_experiment_tests_the_same_weights_both_ways(train_here, tmp_path: Path) -> None:
+    # one epoch: what is compared is one set of weights tested two ways, whatever training reached
+    crops = ["data.test_crops=10", "also_test_crops=[1]", "train_error_sample=64", "trainer.max_epochs=1"]
+    _, run_dir = train_here(*crops)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["test_by_crops"]) == {"10", "1"} and summary["test"] == summary["test_by_crops"]["10"]
     assert summary["test_crops"] == 10 and set(summary["train_eval"]) == {"top1_err", "top5_err"}
-    proc = run_script("eval.py", f"run_dir={run_dir}", "test_crops=1", f"hydra.run.dir={tmp_path / 'eval'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"run_dir={run_dir}", "test_crops=1"], tmp_path / "eval")
     centre = json.loads((tmp_path / "eval" / "eval.json").read_text())["test"]
     assert centre["test/top1_err"] == pytest.approx(summary["test_by_crops"]["1"]["test/top1_err"])
     # loggers keep both: the second test is logged under its own name, not over the first

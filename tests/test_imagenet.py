@@ -18,7 +18,16 @@ from alexnet.data.stats import load_stats
 from alexnet.data.store import COMPLETE
 from alexnet.data.transforms import PUBLISHED_EIGVAL, PUBLISHED_EIGVEC, EvalTransform, TrainTransform, pca_shift
 from alexnet.module import AlexNetModule
-from conftest import COLOURS, DEVKIT_ORDER, WNIDS, WORDS, class_image, ilsvrc_overrides, run_script, write_ilsvrc
+from conftest import (
+    COLOURS,
+    DEVKIT_ORDER,
+    WNIDS,
+    WORDS,
+    class_image,
+    ilsvrc_overrides,
+    train_in_process,
+    write_ilsvrc,
+)
 
 
 def imagenet(root: Path, **kw) -> ImageNetDataModule:
@@ -299,21 +308,24 @@ def test_ten_crop_prediction_averages_softmax_not_logits() -> None:
 # --- end to end -------------------------------------------------------------------------------------------------
 
 
-def test_prepare_then_train_then_predict(devkit_tree: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_prepare_then_train_then_predict(
+    devkit_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture, run_cli
+) -> None:
     tree = tmp_path / "tree"
     shutil.copytree(devkit_tree, tree, ignore=shutil.ignore_patterns("store"))
     for label, kind in enumerate(["cmyk_jpeg", "png_named_jpeg", "grayscale_jpeg", "palette_png"]):
         quirk(tree / "train" / WNIDS[label] / f"quirk_{kind}.JPEG", kind, COLOURS[label])
     data = ilsvrc_overrides(tree)
-    proc = run_script("prepare.py", *data, "workers=2", "shard_size=6", f"hydra.run.dir={tmp_path}/prep")
+    proc = run_cli("prepare.py", *data, "workers=2", "shard_size=6", f"hydra.run.dir={tmp_path}/prep")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "store complete" in proc.stdout and "train 20 (skipped 0), val 8" in proc.stdout
     assert (tree / "prepared_32" / COMPLETE).is_file()
     run = tmp_path / "run"
     net = ["model.width=0.125", "model.fc_width=64", "data.batch_size=4"]
-    proc = run_script("train.py", *data, *net, "debug=fast", f"hydra.run.dir={run}", f"paths.log_dir={tmp_path}/logs")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no store" not in proc.stderr  # it read the store
+    capsys.readouterr()
+    train_in_process([*data, *net, "debug=fast"], run)
+    assert "no store" not in capsys.readouterr().err  # it read the store
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_images"] == 20 and summary["test_crops"] == 10
     quadrants = np.zeros((64, 64, 3), np.uint8)  # four class colours, one per quadrant: the ten patches differ
@@ -323,8 +335,8 @@ def test_prepare_then_train_then_predict(devkit_tree: Path, tmp_path: Path) -> N
     images = [tree / "val" / "ILSVRC2012_val_00000001.JPEG", tree / "train" / WNIDS[0] / "quirk_cmyk_jpeg.JPEG",
               tmp_path / "quadrants.png"]  # fmt: skip
     (tmp_path / "bad.JPEG").write_bytes(b"not an image")
-    proc = run_script("predict.py", *map(str, images), str(tmp_path / "bad.JPEG"), f"run_dir={run}",
-                      f"hydra.run.dir={tmp_path}/predict")  # fmt: skip
+    proc = run_cli("predict.py", *map(str, images), str(tmp_path / "bad.JPEG"), f"run_dir={run}",
+                   f"hydra.run.dir={tmp_path}/predict")  # fmt: skip
     assert proc.returncode == 1
     assert f"{tmp_path / 'bad.JPEG'}: cannot be decoded" in proc.stderr and "1 of 4 images" in proc.stderr
     predictions = json.loads((tmp_path / "predict" / "predictions.json").read_text())
@@ -367,18 +379,17 @@ def ten_crop_logits(ckpt_path: Path, images: list[Path]) -> dict[Path, torch.Ten
         return {path: net(transform(datamodule.load_image(path))) for path in images}
 
 
-def test_imagefolder_reads_any_class_folder_tree_raw(tmp_path: Path) -> None:
+def test_imagefolder_reads_any_class_folder_tree_raw(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_ilsvrc(tmp_path / "tree", "folders", train_per_class=4)
     for wnid in WNIDS:  # a test/ split of its own
         shutil.copytree(tmp_path / "tree" / "val" / wnid, tmp_path / "tree" / "test" / wnid)
     run = tmp_path / "run"
-    proc = run_script(
-        "train.py", "data=imagefolder", f"data.root={tmp_path / 'tree'}", "data.stored_size=32", "data.crop_size=28",
+    train_in_process([
+        "data=imagefolder", f"data.root={tmp_path / 'tree'}", "data.stored_size=32", "data.crop_size=28",
         "data.batch_size=4", "data.test_crops=1", "model.width=0.125", "model.fc_width=64", "debug=fast",
-        f"hydra.run.dir={run}", f"paths.log_dir={tmp_path}/logs",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no store at" in proc.stderr and "slower" in proc.stderr  # the raw tree, with the warning
+    ], run)  # fmt: skip
+    stderr = capsys.readouterr().err
+    assert "no store at" in stderr and "slower" in stderr  # the raw tree, with the warning
     config = (run / "config.yaml").read_text()
     assert "num_classes: 4" in config  # counted from the class folders
     dm = ImageFolderDataModule(root=str(tmp_path / "tree"), num_classes=4, stored_size=32, crop_size=28)
@@ -438,11 +449,11 @@ def test_kaggle_solution_is_read_or_named(text: str, words: str | None, tmp_path
             read_kaggle_solution(path)
 
 
-def test_a_shared_store_from_another_tree_is_refused(tmp_path: Path) -> None:
+def test_a_shared_store_from_another_tree_is_refused(tmp_path: Path, run_cli) -> None:
     write_ilsvrc(tmp_path / "a", "folders", train_per_class=1, val_per_class=1)
     store = tmp_path / "shared_store"
-    proc = run_script("prepare.py", *ilsvrc_overrides(tmp_path / "a", f"data.store_dir={store}"), "workers=1",
-                      f"hydra.run.dir={tmp_path}/prep")  # fmt: skip
+    proc = run_cli("prepare.py", *ilsvrc_overrides(tmp_path / "a", f"data.store_dir={store}"), "workers=1",
+                   f"hydra.run.dir={tmp_path}/prep")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     write_ilsvrc(tmp_path / "b", "folders", train_per_class=1, val_per_class=1)
     (tmp_path / "b" / "train" / WNIDS[0]).rename(tmp_path / "b" / "train" / "n09999999")  # another class

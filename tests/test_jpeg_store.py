@@ -14,18 +14,24 @@ from alexnet.data import ImageNetDataModule
 from alexnet.data.jpeg import JpegImages, decode_batch, decode_cpu, encode
 from alexnet.data.store import COMPLETE, PLAN, StoreImages
 from alexnet.streams import EpochSampler
-from conftest import ilsvrc_overrides, run_script, write_ilsvrc
+from conftest import CONF, ilsvrc_overrides, train_in_process, write_ilsvrc
 
 
 @pytest.fixture(scope="module")
 def jpeg_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A generated ILSVRC-like tree with its JPEG store (and its uint8 store, to compare)."""
+    """A generated ILSVRC-like tree with its JPEG store (and its uint8 store, to compare), each written as
+    `python src/prepare.py ... workers=2 shard_size=7` writes it (its command line: test_imagenet.py)."""
+    from hydra import compose, initialize_config_dir
+
+    from alexnet.pipeline import build_data
+
     root = tmp_path_factory.mktemp("jpeg")
     write_ilsvrc(root, train_per_class=6, val_per_class=2)
     for fmt in ("jpeg", "npy"):
-        proc = run_script("prepare.py", *ilsvrc_overrides(root, f"data.store_format={fmt}"), "workers=2",
-                          "shard_size=7", f"hydra.run.dir={root}/prep_{fmt}")  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("prepare", overrides=[*ilsvrc_overrides(root, f"data.store_format={fmt}"), "workers=2",
+                                                "shard_size=7"])  # fmt: skip
+        build_data(cfg).prepare_store(workers=cfg.workers, shard_size=cfg.shard_size)
     return root
 
 
@@ -65,7 +71,10 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_training_reads_the_jpeg_store_decoded_by_the_loader_or_per_batch(jpeg_tree: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_training_reads_the_jpeg_store_decoded_by_the_loader_or_per_batch(
+    jpeg_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     net = ["model.width=0.125", "model.fc_width=64", "data.batch_size=4", "debug=fast", "data.num_workers=0"]
     runs = {}
     for name, extra in {
@@ -74,10 +83,8 @@ def test_training_reads_the_jpeg_store_decoded_by_the_loader_or_per_batch(jpeg_t
     }.items():
         run_dir = tmp_path / name
         block = [] if name == "device" else ["data.shuffle_block=8"]
-        proc = run_script("train.py", *ilsvrc_overrides(jpeg_tree, "data.store_format=jpeg"), *net, *extra, *block,
-                          f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs")  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "no store" not in proc.stderr
+        train_in_process([*ilsvrc_overrides(jpeg_tree, "data.store_format=jpeg"), *net, *extra, *block], run_dir)
+        assert "no store" not in capsys.readouterr().err
         runs[name] = run_dir
     a, b = _weights(runs["loader"]), _weights(runs["device"])
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same decoder on the CPU: the same run

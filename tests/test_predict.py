@@ -9,7 +9,7 @@ from PIL import Image
 
 from alexnet.data import FashionMNISTDataModule, ImageNetDataModule
 from alexnet.data.fashion_mnist import CLASSES
-from conftest import make_fashion_like, run_script, write_ilsvrc
+from conftest import make_fashion_like, write_ilsvrc
 
 
 def test_a_new_image_is_loaded_exactly_as_the_stored_images(tmp_path: Path, fmnist_dir: Path) -> None:
@@ -27,18 +27,15 @@ def test_a_new_image_is_loaded_exactly_as_the_stored_images(tmp_path: Path, fmni
     assert torch.equal(dm.load_image(path), dm.sources["test"][0][0])
 
 
-def test_predict_on_a_fashion_mnist_run_prints_named_classes_and_survives_a_bad_file(train_run, tmp_path: Path):
-    proc, run_dir = train_run(
-        "debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1", "data.batch_size=32"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_predict_on_a_fashion_mnist_run_prints_named_classes_and_survives_a_bad_file(fast_run, tmp_path: Path, run_cli):
+    _, run_dir = fast_run  # debug=fast, width 0.125, centre-crop testing: predict's test_crops=10 overrides it
     checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
     assert len(checkpoint["FashionMNISTDataModule"]["mean"]) == 1  # the training-set mean travels with the run
     images, _ = make_fashion_like(2, seed=5)
     Image.fromarray(images[0].numpy().astype(np.uint8)).save(tmp_path / "trouser.png")
     Image.fromarray(images[1].numpy().astype(np.uint8)).convert("RGB").resize((90, 70)).save(tmp_path / "big.jpg")
     (tmp_path / "empty.png").write_bytes(b"")
-    proc = run_script(
+    proc = run_cli(
         "predict.py", str(tmp_path / "trouser.png"), str(tmp_path / "empty.png"), f"images=[{tmp_path / 'big.jpg'}]",
         f"run_dir={run_dir}", "test_crops=10", f"hydra.run.dir={tmp_path}/predict",
     )  # fmt: skip
@@ -55,8 +52,8 @@ def test_predict_on_a_fashion_mnist_run_prints_named_classes_and_survives_a_bad_
     assert top in proc.stdout and "probability" in proc.stdout
 
 
-def test_a_hydra_flag_value_is_not_taken_for_an_image(tmp_path: Path) -> None:
+def test_a_hydra_flag_value_is_not_taken_for_an_image(tmp_path: Path, run_cli) -> None:
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "a.png")
-    proc = run_script("predict.py", str(tmp_path / "a.png"), "--cfg", "job", "run_dir=somewhere", "top=3")
+    proc = run_cli("predict.py", str(tmp_path / "a.png"), "--cfg", "job", "run_dir=somewhere", "top=3")
     assert proc.returncode == 0, proc.stderr[-2000:]  # Hydra prints the job config and exits
     assert "top: 3" in proc.stdout and "run_dir: somewhere" in proc.stdout and "cannot be decoded" not in proc.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, data_overrides
+from conftest import ROOT, data_overrides, run_script, train_in_process
 
 SMALL = ["model.width=0.125", "model.fc_width=64", "data.batch_size=4", "data.test_crops=1", "test=false",
          "train_error_sample=null", "trainer.max_epochs=3", "seed=7", "callbacks.progress_bar=null",
@@ -76,23 +76,22 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
-    """The uninterrupted run every interrupted one is compared with."""
+    """The uninterrupted run every interrupted one is compared with (in this process: the same run as the command
+    line's, test_train.py::test_a_run_in_process_writes_what_the_command_line_writes)."""
     run = tmp_path_factory.mktemp("reference") / "run"
-    proc = start(*data_overrides(fmnist_dir), *SMALL, f"hydra.run.dir={run}")
-    out = finish(proc)
-    assert proc.returncode == 0, out[-3000:]
+    train_in_process([*data_overrides(fmnist_dir), *SMALL], run)
     return run
 
 
 @pytest.mark.slow
 def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(
-    reference: Path, fmnist_dir: Path, tmp_path: Path
+    reference: Path, fmnist_dir: Path, tmp_path: Path, run_cli
 ) -> None:
     run = tmp_path / "run"
     interrupted(fmnist_dir, run, signal.SIGKILL).wait()
     assert not (run / "summary.json").exists()
-    resumed = start(f"resume={run}")
-    out = finish(resumed)
+    resumed = run_cli("train.py", f"resume={run}", timeout=300)
+    out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-3000:]
     assert "resuming" in out
     assert_same_run(run, reference)
@@ -103,7 +102,7 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(
-    reference: Path, fmnist_dir: Path, tmp_path: Path
+    reference: Path, fmnist_dir: Path, tmp_path: Path, run_cli
 ) -> None:
     run = tmp_path / "run"
     proc = interrupted(fmnist_dir, run, signal.SIGTERM, pause=0.3)  # into the second epoch (125 batches of 4)
@@ -112,9 +111,8 @@ def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(
     saved = torch.load(run / "checkpoints" / "on_exception.ckpt", weights_only=True)
     batches = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
     assert 0 < batches < 125  # 500 training images in batches of 4: stopped inside an epoch
-    resumed = start(f"resume={run}")
-    out = finish(resumed)
-    assert resumed.returncode == 0, out[-3000:]
+    resumed = run_cli("train.py", f"resume={run}", timeout=300)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     assert_same_run(run, reference)
 
 
@@ -149,7 +147,9 @@ def test_slurm_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_exactly
 
 
 @pytest.mark.slow
-def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(fmnist_dir: Path, tmp_path: Path) -> None:
+def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(
+    fmnist_dir: Path, tmp_path: Path, run_cli
+) -> None:
     sweep = tmp_path / "sweep"
     command = ["-m", *data_overrides(fmnist_dir), *SMALL, "trainer.max_epochs=2", "seed=1,2,3,4",
                f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=seed${seed}"]  # fmt: skip
@@ -159,8 +159,8 @@ def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(fmnis
     proc.wait()
     finished = {s: (sweep / f"seed{s}" / "summary.json").stat().st_mtime_ns for s in (1, 2)}
     assert not (sweep / "seed3" / "summary.json").exists() and not (sweep / "seed4").exists()
-    rerun = start(*command)
-    out = finish(rerun)
+    rerun = run_cli("train.py", *command, timeout=300)
+    out = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, out[-3000:]
     for s in (1, 2):  # not trained again
         assert (sweep / f"seed{s}" / "summary.json").stat().st_mtime_ns == finished[s]
@@ -169,14 +169,15 @@ def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(fmnis
     assert [s["seed"] for s in summaries] == [1, 2, 3, 4] and all(s["epochs"] == 2 for s in summaries)
 
 
-def test_a_directory_holding_another_run_is_named(train_run, fmnist_dir: Path) -> None:
-    proc, run_dir = train_run("debug=fast", *SMALL[:4])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, _ = train_run("debug=fast", *SMALL[:4], "model.dropout=0.3")
+def test_a_directory_holding_another_run_is_named(train_here, train_run) -> None:
+    _, run_dir = train_here("debug=fast", *SMALL[:4])  # the run already there; then the command that clashes
+    proc, run_dir_again = train_run("debug=fast", *SMALL[:4], "model.dropout=0.3")
+    assert run_dir_again == run_dir
     assert proc.returncode == 1
     assert f"{run_dir} holds another run (it differs in model.dropout)" in proc.stderr
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_two_directories(fmnist_dir: Path, tmp_path: Path, monkeypatch) -> None:
     for key in [k for k in os.environ if k.startswith("SLURM_")]:  # outside a SLURM job: time-named directories
         monkeypatch.delenv(key)
@@ -199,26 +200,20 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path: Path, run_cli) -> None:
     marker, crafted = tmp_path / "pwned", tmp_path / "crafted.ckpt"
     torch.save({"state_dict": {}, "alexnet_config": {"x": Payload(marker)}}, crafted, pickle_protocol=2)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "eval.py"), f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path}/eval"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_cli("eval.py", f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path}/eval", timeout=300)
     assert proc.returncode == 1 and f"{crafted}: refused to load" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "predict.py"), str(tmp_path / "x.png"), f"ckpt_path={crafted}",
-         f"hydra.run.dir={tmp_path}/predict"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_cli("predict.py", str(tmp_path / "x.png"), f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path}/predict",
+                   timeout=300)  # fmt: skip
     assert proc.returncode == 1 and "refused to load" in proc.stderr
     run = tmp_path / "run"  # a run directory whose checkpoint was replaced: resuming refuses it too
     (run / "checkpoints").mkdir(parents=True)
     (run / ".hydra").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text("[]\n")
     (run / "checkpoints" / "last.ckpt").write_bytes(crafted.read_bytes())
-    proc = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), f"resume={run}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = run_cli("train.py", f"resume={run}", timeout=300)
     assert proc.returncode == 1 and "no usable checkpoint" in proc.stderr
     assert not marker.exists()  # torch.load(weights_only=False) would have created it
     with pytest.raises(pickle.UnpicklingError):
@@ -252,8 +247,12 @@ def test_an_interrupted_checkpoint_write_leaves_the_last_good_one(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left behind
 
 
-def test_a_first_run_prints_no_warnings_that_are_not_the_users(train_run) -> None:
-    proc, run_dir = train_run("debug=fast", "model.width=0.125", "model.fc_width=64", "data.batch_size=16")
+@pytest.mark.slow
+def test_a_first_run_prints_no_warnings_that_are_not_the_users(tmp_path: Path, fmnist_dir: Path) -> None:
+    # a fresh interpreter: what the imports print counts too
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", *data_overrides(fmnist_dir), f"hydra.run.dir={run_dir}", "debug=fast",
+                      "model.width=0.125", "model.fc_width=64", "data.batch_size=16")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert any(r.split(",")[0] for r in rows[1:]) and len(rows) == len(set(rows))  # no row written twice

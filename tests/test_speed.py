@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import data_overrides, run_script
+from conftest import data_overrides, evaluate_in_process, train_in_process
 
 
 def _run(tmp_path: Path, fmnist_dir: Path, name: str, *extra: str) -> Path:
     run_dir = tmp_path / name
-    proc = run_script(
-        "train.py", *data_overrides(fmnist_dir), "debug=fast", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}",
-        f"paths.log_dir={tmp_path}/logs", *extra,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process([*data_overrides(fmnist_dir), "debug=fast", "trainer.max_epochs=2", *extra], run_dir)
     return run_dir
 
 
@@ -26,6 +22,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_channels_last_and_compile_train_the_same_net(tmp_path: Path, fmnist_dir: Path) -> None:
     plain = _weights(_run(tmp_path, fmnist_dir, "plain"))
     nhwc_dir = _run(tmp_path, fmnist_dir, "nhwc", "speed.channels_last=true")
@@ -37,8 +34,7 @@ def test_channels_last_and_compile_train_the_same_net(tmp_path: Path, fmnist_dir
         for k in plain:  # the same arithmetic in another memory order: equal to float rounding
             torch.testing.assert_close(weights[k], plain[k], rtol=1e-4, atol=1e-5)
     assert _weights(nhwc_dir)["net.conv2.weight"].is_contiguous(memory_format=torch.channels_last)
-    proc = run_script("eval.py", f"run_dir={nhwc_dir}", f"hydra.run.dir={tmp_path / 'eval'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"run_dir={nhwc_dir}"], tmp_path / "eval")
     tested = json.loads((tmp_path / "eval" / "eval.json").read_text())["test"]
     summary = json.loads((nhwc_dir / "summary.json").read_text())["test"]
     assert tested["test/top1_err"] == pytest.approx(summary["test/top1_err"])

@@ -12,7 +12,7 @@ from alexnet.optim import PaperSGD
 from alexnet.pipeline import train
 from alexnet.strategies import pair_for_rank
 from alexnet.towers import grouped_to_towers, in_layout_of, towers_to_grouped
-from conftest import ROOT, compose_train, data_overrides, mini_kwargs, run_script
+from conftest import ROOT, compose_train, data_overrides, evaluate_in_process, mini_kwargs, run_script
 
 MINI = mini_kwargs(fc_width=64)
 
@@ -144,6 +144,7 @@ def _fit(tmp_path: Path, fmnist_dir: Path, name: str, *overrides: str) -> dict:
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run by benchmarks/gpu_check.sh)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "devices", ["[cpu,cpu]", pytest.param("[cuda:0,cpu]", marks=CUDA), pytest.param("[cuda:0,cuda:0]", marks=CUDA)]
 )
@@ -185,12 +186,12 @@ def test_split_checkpoint_evaluates_on_one_device(tmp_path: Path, fmnist_dir: Pa
         tmp_path, fmnist_dir, "split", "model.devices=[cpu,cpu]", "trainer.limit_test_batches=1.0", "data.test_crops=1"
     )
     summary = json.loads((tmp_path / "split/summary.json").read_text())
-    proc = run_script("eval.py", f"run_dir={tmp_path}/split", "devices=null", f"hydra.run.dir={tmp_path}/eval")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"run_dir={tmp_path}/split", "devices=null"], tmp_path / "eval")
     report = json.loads((tmp_path / "eval/eval.json").read_text())
     assert report["test"]["test/loss"] == pytest.approx(summary["test"]["test/loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", ["null", "[cpu,cpu]"])
 def test_ddp_two_processes_keep_replicas_identical(devices: str, tmp_path: Path, fmnist_dir: Path) -> None:
     proc = run_script(

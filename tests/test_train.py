@@ -1,4 +1,6 @@
-"""`python src/train.py` and `python src/eval.py` as a user runs them, on small generated files."""
+"""`python src/train.py` and `python src/eval.py` as a user runs them, on small generated files: what a run writes
+through alexnet.pipeline in this process, and the entry points themselves (argv, exit codes, messages, a kill) as
+real processes."""
 
 import csv
 import json
@@ -13,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, data_overrides, run_script
+from conftest import ROOT, data_overrides, evaluate_in_process
 
 SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -60,19 +62,9 @@ def metrics_by_hand(ckpt_path: Path, crops: int, images: int | None = None) -> d
     }
 
 
-@pytest.fixture
-def fast_run(train_run):
-    """One finished debug=fast run of a net narrower than today's default, with centre-crop testing."""
-    proc, run_dir = train_run(
-        "debug=fast", "model.width=0.125", "model.fc_width=64", "data.test_crops=1", "data.batch_size=32"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, run_dir
-
-
 def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) -> None:
-    proc, run_dir = fast_run
-    assert "CONFIG" in proc.stdout and "Test error" in proc.stdout  # the config tree and the results table
+    stdout, run_dir = fast_run
+    assert "CONFIG" in stdout and "Test error" in stdout  # the config tree and the results table
     for name in (
         "config.yaml",
         "config_tree.log",
@@ -97,19 +89,45 @@ def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) 
     assert {"train/loss_step", "val/top1_err", "val/top5_err", "lr", "train/images_per_sec"} <= set(columns)
 
 
+@pytest.mark.slow
+def test_a_run_in_process_writes_what_the_command_line_writes(train_here, run_cli, fmnist_dir: Path, tmp_path: Path):
+    """What the in-process tests stand on: pipeline.train on a composed config is `python src/train.py` less
+    Hydra's own files (.hydra/, train.log): the same files, summary, metrics and weights."""
+    overrides = ["debug=fast", "model.width=0.125", "model.fc_width=64", "data.batch_size=32"]
+    cli = tmp_path / "cli"
+    proc = run_cli("train.py", *data_overrides(fmnist_dir), *overrides, f"hydra.run.dir={cli}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, here = train_here(*overrides, run_dir=tmp_path / "here")
+
+    def files(run_dir: Path) -> set[str]:
+        return {str(f.relative_to(run_dir)) for f in run_dir.rglob("*") if f.is_file()}
+
+    assert files(cli) - files(here) == {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log"}
+    assert files(here) <= files(cli)
+    where = ("run_dir", "checkpoints", "fit_seconds", "wall_seconds")  # the directory and the clock
+    a, b = read_summary(cli), read_summary(here)
+    assert {k: v for k, v in a.items() if k not in where} == {k: v for k, v in b.items() if k not in where}
+    rows_a, rows_b = read_metrics(cli), read_metrics(here)
+    assert [r.keys() for r in rows_a] == [r.keys() for r in rows_b]
+    speed = "train/images_per_sec"
+    assert [{k: v for k, v in r.items() if k != speed} for r in rows_a] == [
+        {k: v for k, v in r.items() if k != speed} for r in rows_b
+    ]
+    wa, wb = (torch.load(d / "checkpoints/last.ckpt", weights_only=True)["state_dict"] for d in (cli, here))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> None:
     _, run_dir = fast_run
     # The run's net (width 0.125) is not today's default (0.25): loading it into a default net would fail.
-    proc = run_script("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"run_dir={run_dir}"], tmp_path / "eval")
     report = json.loads((tmp_path / "eval/eval.json").read_text())
     assert report["test_crops"] == 1
     # debug=fast tested 2 batches; eval tests the whole (small) test set: compare with a full test by hand
     best = run_dir / "checkpoints/best.ckpt"
     centre = metrics_by_hand(best, crops=1)
     assert report["test"] == pytest.approx(centre, rel=1e-5, abs=1e-6)
-    proc = run_script("eval.py", f"ckpt_path={best}", "test_crops=10", f"hydra.run.dir={tmp_path}/eval10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate_in_process([f"ckpt_path={best}", "test_crops=10"], tmp_path / "eval10")
     report10 = json.loads((tmp_path / "eval10/eval.json").read_text())
     ten = metrics_by_hand(best, crops=10)
     assert report10["test_crops"] == 10
@@ -120,39 +138,38 @@ def test_eval_rebuilds_the_run_from_its_own_config(fast_run, tmp_path: Path) -> 
     assert report10["test"]["test/loss"] != pytest.approx(centre["test/loss"], rel=1e-5, abs=1e-6)
 
 
-def test_eval_matches_the_test_of_the_training_run(train_run, tmp_path: Path) -> None:
-    proc, run_dir = train_run("debug=fast", "trainer.limit_test_batches=1.0", "data.test_crops=10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_script("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
+@pytest.mark.slow
+def test_eval_matches_the_test_of_the_training_run(train_here, run_cli, tmp_path: Path) -> None:
+    _, run_dir = train_here("debug=fast", "trainer.limit_test_batches=1.0", "data.test_crops=10")
+    # src/eval.py as a user runs it: its own process, its Hydra run directory
+    proc = run_cli("eval.py", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval/eval.json").read_text())
     for key, value in read_summary(run_dir)["test"].items():
         assert report["test"][key] == pytest.approx(value, abs=1e-6), key
 
 
-def test_resume_from_last_checkpoint_continues_the_run(train_run) -> None:
-    proc, run_dir = train_run("debug=fast", "test=false")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_resume_from_last_checkpoint_continues_the_run(train_here) -> None:
+    _, run_dir = train_here("debug=fast", "test=false")
     last = run_dir / "checkpoints/last.ckpt"
-    proc, run_dir = train_run("debug=fast", "test=false", f"ckpt_path={last}", "trainer.max_epochs=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, run_dir = train_here("debug=fast", "test=false", f"ckpt_path={last}", "trainer.max_epochs=2")
     summary = read_summary(run_dir)
     assert summary["epochs"] == 2 and summary["steps"] == 6
     assert [row["epoch"] for row in torch.load(last, weights_only=False)["val_history"]] == [0, 1]
 
 
-def test_paper_net_runs_end_to_end_on_synthetic_data(train_run) -> None:
-    proc, run_dir = train_run(
-        "model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4", generated_data=False
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+@pytest.mark.slow
+def test_paper_net_runs_end_to_end_on_synthetic_data(train_here) -> None:
+    # the training error in eval mode on 8 images, not all 512: the same steps, far fewer paper-net forward passes
+    paper = ["model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4", "train_error_sample=8"]
+    _, run_dir = train_here(*paper, generated_data=False)
     summary = read_summary(run_dir)
     assert summary["parameters"] == 60_965_224 and summary["steps"] == 3
 
 
-def test_debug_overfit_memorises_two_batches(train_run) -> None:
-    proc, run_dir = train_run("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+@pytest.mark.slow
+def test_debug_overfit_memorises_two_batches(train_here) -> None:
+    _, run_dir = train_here("debug=overfit", "data.batch_size=16", "trainer.max_epochs=40", "test=false")
     train_err = [float(r["train/top1_err"]) for r in read_metrics(run_dir) if r["train/top1_err"]]
     assert train_err[0] > 0.5 and train_err[-1] <= 0.05
 
@@ -172,8 +189,8 @@ def test_bad_value_stops_before_training_with_one_message(train_run, override: s
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.csv").exists()
 
 
-def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
-    proc = run_script(
+def test_missing_data_is_a_clear_error(tmp_path: Path, run_cli) -> None:
+    proc = run_cli(
         "train.py",
         f"data.data_dir={tmp_path}/none",
         "data.search_dirs=[]",
@@ -195,9 +212,10 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_weights(train_run) -
     assert f"step {saved['global_step']}." in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs the real files: apt-get install dataset-fashion-mnist")
-def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
-    proc = run_script(
+def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path, run_cli) -> None:
+    proc = run_cli(
         "train.py",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=150",
@@ -214,7 +232,8 @@ def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path) -> None:
     assert summary["test"]["test/top1_err"] < 0.45
 
 
-def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
+@pytest.mark.slow
+def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path, run_cli) -> None:
     run_dir = tmp_path / "run"
     args = [
         sys.executable,
@@ -242,7 +261,7 @@ def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path) -> None:
     assert proc.returncode != 0 and f"python src/train.py resume={run_dir}" in stderr, stderr[-3000:]
     saved = torch.load(run_dir / "checkpoints/on_exception.ckpt", weights_only=False)
     assert saved["global_step"] > 0
-    proc = run_script(
+    proc = run_cli(
         "train.py",
         *data_overrides(fmnist_dir),
         f"hydra.run.dir={tmp_path}/resumed",
