@@ -191,6 +191,10 @@ class AlexNetModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["alexnet_config"] = self.run_config
         checkpoint["val_history"] = self.val_history
+        # the rows the loggers buffer reach disk before the checkpoint does: a kill right after a checkpoint loses
+        # none of them (metrics.csv is pruned back to the checkpoint's step on resume)
+        for logger in self._trainer.loggers if self._trainer is not None else []:
+            logger.save()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A resumed fit, or a checkpoint tested in a new process, takes the history up to the checkpoint; testing
