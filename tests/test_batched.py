@@ -109,6 +109,6 @@ def test_resident_images_need_device_augmentation(train_cfg) -> None:
     from alexnet.pipeline import ConfigError, build
 
     with pytest.raises(ConfigError, match="resident=true keeps the images on the device"):
-        build(train_cfg("data.resident=true"))
+        build(train_cfg("data.augment_on=loader", "data.resident=true"))
     with pytest.raises(ConfigError, match="augment_on"):
         build(train_cfg("data.augment_on=gpu"))

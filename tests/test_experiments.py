@@ -188,8 +188,9 @@ def _output_spread(overrides: list[str], fmnist_dir: Path, tmp_path: Path) -> di
     spread = {}
     for arm in ("relu", "tanh"):
         torch.manual_seed(0)
-        cfg = compose_train([*data_overrides(fmnist_dir), "experiment=ablate_activation", f"arm={arm}", *overrides],
-                            tmp_path / arm)  # fmt: skip
+        # the loader's float batches (augment_on=device would hand over uint8 images for the Trainer to transform)
+        cfg = compose_train([*data_overrides(fmnist_dir), "experiment=ablate_activation", f"arm={arm}",
+                             "data.augment_on=loader", *overrides], tmp_path / arm)  # fmt: skip
         module, datamodule, _, _ = build(cfg)
         datamodule.setup("fit")
         x = next(iter(datamodule.val_dataloader()))[0]

@@ -23,7 +23,16 @@ def test_two_arms_that_differ_only_in_lrn_receive_identical_batches_and_weights(
     arms = {}
     for arm in ("lrn", "no_lrn"):
         cfg = compose_train(
-            [*data_overrides(fmnist_dir), "experiment=ablate_lrn", f"arm={arm}", "seed=3", "data.train_subset=400"],
+            # the loader's transformed batches: with augment_on=device the same streams draw the same choices, and
+            # the batches are bit for bit the loader's (tests/test_batched.py)
+            [
+                *data_overrides(fmnist_dir),
+                "experiment=ablate_lrn",
+                f"arm={arm}",
+                "seed=3",
+                "data.train_subset=400",
+                "data.augment_on=loader",
+            ],
             tmp_path,
         )
         arms[arm] = {epoch: batches(cfg, epoch) for epoch in (0, 1)}
@@ -36,7 +45,15 @@ def test_two_arms_that_differ_only_in_lrn_receive_identical_batches_and_weights(
             assert torch.equal(p, q), name  # the same initial weights
     assert not torch.equal(arms["lrn"][0][0][0][0], arms["lrn"][1][0][0][0])  # another order in another epoch
     other = compose_train(
-        [*data_overrides(fmnist_dir), "experiment=ablate_lrn", "arm=lrn", "seed=4", "data.train_subset=400"], tmp_path
+        [
+            *data_overrides(fmnist_dir),
+            "experiment=ablate_lrn",
+            "arm=lrn",
+            "seed=4",
+            "data.train_subset=400",
+            "data.augment_on=loader",
+        ],
+        tmp_path,
     )
     assert not torch.equal(batches(other, 0)[0][0][0], arms["lrn"][0][0][0][0])  # and another seed
 
