@@ -35,3 +35,19 @@ def test_a_summary_reads_back_as_written(train_cfg, tmp_path: Path) -> None:
     old = {"seed": 3, "test": {"test/top1_err": 0.5}}  # an older summary lacks most keys: they read as empty
     record = RunRecord.from_json(old)
     assert record.seed == 3 and record.choices is None and record.final_val == {} and record.extra == {}
+
+
+def test_final_val_through_the_command_line(fmnist_dir: Path, tmp_path: Path, run_cli) -> None:
+    """The same through `python src/train.py` (issue #22's report: 0.875 in summary.json where metrics.csv's last
+    validation said 0.9043)."""
+    from conftest import data_overrides
+
+    run = tmp_path / "cli"
+    proc = run_cli("train.py", *data_overrides(fmnist_dir), "debug=fast", "trainer.max_epochs=3",
+                   "callbacks.model_checkpoint.mode=max", f"hydra.run.dir={run}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    val = by_epoch(read_curves(run / "metrics.csv"), "val/top1_err")
+    best = torch.load(summary["checkpoints"]["best"], map_location="cpu", weights_only=True)
+    assert best["epoch"] < max(val) and val[best["epoch"]] != val[max(val)]  # the premise: an earlier, other best
+    assert summary["final_val"]["val/top1_err"] == pytest.approx(val[max(val)])
