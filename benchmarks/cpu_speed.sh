@@ -15,8 +15,6 @@ mkdir -p "$out"
 python benchmarks/cpu_step.py --compile --json "$out/cpu_step-$commit.json"
 python benchmarks/cpu_run.py --batches 100 --test-batches 20 --json "$out/cpu_run-$commit.json" --variants \
   "" "speed.channels_last=false" "data.augment_on=device"
-for seed in "${@:-12345 1}"; do
-  for s in $seed; do
-    bash benchmarks/default_run.sh seed="$s" | tee -a "$out/default_run-$commit.txt"
-  done
+for s in ${*:-12345 1}; do
+  bash benchmarks/default_run.sh seed="$s" | tee -a "$out/default_run-$commit.txt"
 done

@@ -159,10 +159,14 @@ class AlexNetModule(L.LightningModule):
         self._epoch_start = time.perf_counter()
         self._images_seen = 0
 
-    def on_train_epoch_end(self) -> None:  # data loading included, validation excluded
-        seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
+    def epoch_images_per_sec(self) -> float:
+        """Training images per second in this epoch so far, in this process: data loading included, validation
+        excluded."""
+        return self._images_seen / max(self._last_batch_end - self._epoch_start, 1e-9)
+
+    def on_train_epoch_end(self) -> None:
         # summed over data-parallel processes: the throughput of the whole run
-        self.log("train/images_per_sec", self._images_seen / seconds, sync_dist=True, reduce_fx="sum")
+        self.log("train/images_per_sec", self.epoch_images_per_sec(), sync_dist=True, reduce_fx="sum")
 
     def on_train_end(self) -> None:
         """With data parallelism, check that every replica ended with the same weights."""

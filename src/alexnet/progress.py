@@ -13,6 +13,8 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
+from alexnet.module import AlexNetModule
+
 
 def progress_bar(refresh_rate: int = 1) -> ProgressBar:
     """The rich bar when stdout is a terminal; under nohup, in CI or into a file it draws nothing until the end
@@ -32,8 +34,7 @@ class EpochLines(ProgressBar):
     def __init__(self) -> None:
         super().__init__()
         self._enabled = True
-        self._fit_start = self._epoch_start = self._last_batch = 0.0
-        self._images = 0
+        self._fit_start = 0.0
         self._loss_sum: torch.Tensor | float = 0.0
         self._batches = 0
 
@@ -47,29 +48,25 @@ class EpochLines(ProgressBar):
         self._fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_start = time.perf_counter()
-        self._images, self._batches, self._loss_sum = 0, 0, 0.0
+        self._batches, self._loss_sum = 0, 0.0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
-        self._last_batch = time.perf_counter()
-        self._images += len(batch[-1])
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:  # summed as a tensor: no wait for a GPU at every step
             self._loss_sum = self._loss_sum + loss.detach()
             self._batches += 1
 
     @rank_zero_only
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: AlexNetModule) -> None:
         if not self._enabled or trainer.sanity_checking:
             return
-        now = time.perf_counter()
         done, total = trainer.current_epoch + 1, trainer.max_epochs
-        elapsed = now - self._fit_start
+        elapsed = time.perf_counter() - self._fit_start
         val = trainer.callback_metrics.get("val/top1_err")
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         loss = float(self._loss_sum) / self._batches if self._batches else float("nan")
-        rate = self._images / max(self._last_batch - self._epoch_start, 1e-9)
+        rate = pl_module.epoch_images_per_sec()  # the module's own count, which metrics.csv logs
         parts = [
             f"epoch {done}/{total}",
             f"train loss {loss:.4f}",
