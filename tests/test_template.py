@@ -168,6 +168,9 @@ def _event_tags(folder: Path) -> set[str]:
 def test_logger_tensorboard_writes_the_runs_curves(train_run) -> None:
     proc, run_dir = train_run("logger=tensorboard", *QUICK)  # the command line's logger wins over debug=fast's csv
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # fit and test in one event file: tensorboardX names files by the second, and a test's file opened in the second
+    # fit's was opened in overwrote it (a debug=fast fit is that short)
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     tags = _event_tags(run_dir / "tensorboard")
     assert {"train/loss_step", "val/top1_err", "val/loss", "lr", "test/top1_err"} <= tags
     assert not (run_dir / "metrics.csv").exists()  # tensorboard instead of csv, not beside it

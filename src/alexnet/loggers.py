@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 MODES = ("auto", "online", "offline", "disabled")
 
@@ -94,3 +95,17 @@ def finish_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
+
+
+class OneFileTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger, writing a run's fit and test into one event file. Lightning closes the writer
+    after fit and the test's first event reopens it; tensorboardX names an event file by the second and the host
+    only, so a fit shorter than a second had its file overwritten by the test's. Here the end of fit (and of the
+    test) flushes the file and keeps it open."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.experiment.flush()
+        if status == "success":
+            self.save()
