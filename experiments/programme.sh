@@ -5,13 +5,20 @@
 #   bash experiments/programme.sh ablate_lrn ablate_test_crops  some of them
 # Sweeps live in $RUNS/NAME/programme (default logs/train/multiruns): running this again skips finished jobs and
 # resumes interrupted ones from their checkpoints, so the programme can run in parts (nohup ... &; a kill loses at
-# most the current epoch). Extra overrides for every sweep: OVERRIDES="trainer=gpu ...".
+# most the current epoch). Extra overrides for every sweep: OVERRIDES="trainer=gpu ...". JOBS=N (default 2) runs N
+# jobs of a sweep side by side (hydra/launcher=cpu_jobs; JOBS=1: one at a time). SWEEPS_ONLY=1 trains and leaves
+# the reports for later (python src/compare.py, as below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-logs/train/multiruns}
-ORDER=(ablate_lrn ablate_test_crops ablate_dropout ablate_augmentation ablate_activation ablate_towers ablate_pooling
-  ablate_pooling_overfit)
+JOBS=${JOBS:-2}
+ORDER=(ablate_lrn ablate_lrn_removed ablate_test_crops ablate_pooling ablate_towers ablate_dropout ablate_augmentation
+  ablate_pooling_overfit ablate_activation)
 read -r -a extra <<<"${OVERRIDES:-}"
+if [ "$JOBS" -gt 1 ]; then extra=("hydra/launcher=cpu_jobs" "hydra.launcher.n_jobs=$JOBS" "${extra[@]}"); fi
+report() { # compare.py ARGS...: a claim's report, unless SWEEPS_ONLY
+  if [ -z "${SWEEPS_ONLY:-}" ]; then python src/compare.py "$@"; fi
+}
 
 sweep() { # NAME DIR [overrides]: one multirun into DIR, resumable; its wall time adds up in DIR/sweep_seconds
   local name=$1 dir=$2
@@ -25,12 +32,13 @@ sweep() { # NAME DIR [overrides]: one multirun into DIR, resumable; its wall tim
 
 for name in "${@:-${ORDER[@]}}"; do
   case $name in
-  ablate_test_crops) # no runs of its own: ablate_lrn's reference arm, tested with 1 and 10 crops
-    python src/compare.py "$RUNS/ablate_lrn/programme" --experiment ablate_test_crops --out experiments/ablate_test_crops
+  ablate_test_crops | ablate_lrn_removed) # no runs of their own: ablate_lrn's arms (10 and 1 crops; LRN removed)
+    report "$RUNS/ablate_lrn/programme" --experiment "$name" --out "experiments/$name"
     ;;
   ablate_activation) # Fig. 1: each arm's rate chosen on tuning seeds, then compared on seeds the tuning never saw
     tuning=$RUNS/ablate_activation/programme-tuning
     sweep ablate_activation "$tuning"
+    [ -n "${SWEEPS_ONLY:-}" ] && continue # the comparison needs the tuning's choice
     for choice in $(python src/compare.py "$tuning" --select); do
       case $choice in
       *_at_grid_edge=*) echo "warning: ${choice%%_at_grid_edge=*}'s fastest rate is at the edge of the grid" >&2 ;;
@@ -39,12 +47,12 @@ for name in "${@:-${ORDER[@]}}"; do
         seed=1,2,3,4,5 ;;
       esac
     done
-    python src/compare.py "$tuning" "$RUNS/ablate_activation/programme" --out experiments/ablate_activation
+    report "$tuning" "$RUNS/ablate_activation/programme" --out experiments/ablate_activation
     ;;
   *)
     sweep "$name" "$RUNS/$name/programme"
-    python src/compare.py "$RUNS/$name/programme" --out "experiments/$name"
+    report "$RUNS/$name/programme" --out "experiments/$name"
     ;;
   esac
-  python src/compare.py --index experiments
+  report --index experiments
 done

@@ -21,9 +21,11 @@ from alexnet.runs import Run, load_runs, read_curves
 from conftest import CONF, compose_train, data_overrides, evaluate_in_process, run_script
 
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment").glob("ablate_*.yaml"))
-# what each experiment's arms change, and nothing else (dotted keys of the resolved config)
+# what each experiment's arms change, and nothing else (dotted keys of the resolved config); ablate_lrn's third arm,
+# the control, in ARM_CONTROLS
 ARM_KEYS = {
-    "ablate_lrn": {"model.lrn.enabled"},
+    "ablate_lrn": {"model.lrn.mode"},
+    "ablate_lrn_removed": {"model.lrn.enabled"},
     "ablate_pooling": {"model.pooling"},
     "ablate_pooling_overfit": {"model.pooling"},
     "ablate_activation": {"model.activation"},
@@ -32,6 +34,7 @@ ARM_KEYS = {
     "ablate_towers": {"model.towers"},
     "ablate_pca": {"data.augment.pca"},
 }
+ARM_CONTROLS = {"ablate_lrn": {"no_lrn": {"model.lrn.enabled"}}}  # arm -> what it changes against the reference
 NEEDS_ILSVRC = {"ablate_pca", "paper"}
 
 
@@ -60,15 +63,17 @@ def _flat(cfg, prefix: str = "") -> dict[str, object]:
 def test_arms_differ_only_in_what_they_ablate(name: str, tmp_path: Path) -> None:
     cfg = _compose(f"experiment={name}", hydra=True)
     arms = list(cfg.arms)
-    assert len(arms) == 2 and cfg.claim.reference in arms and cfg.claim.ablated in arms
-    assert cfg.arm == cfg.claim.ablated  # `experiment=NAME` alone runs the ablated arm
+    reference, ablated = cfg.claim.reference, cfg.claim.ablated
+    assert set(arms) == {reference, ablated, *ARM_CONTROLS.get(name, {})}
+    assert cfg.arm == ablated  # `experiment=NAME` alone runs the ablated arm
     resolved = {}
     for arm in arms:
         c = compose_train([f"experiment={name}", f"arm={arm}"], tmp_path)
         flat = _flat(OmegaConf.to_container(c, resolve=True))
         resolved[arm] = {k: v for k, v in flat.items() if k not in ("arm", "logger.wandb.arm")}  # names only
-    a, b = resolved.values()
-    assert {k for k in a if a[k] != b.get(k)} == ARM_KEYS[name]
+    ref = resolved[reference]
+    for arm, keys in {ablated: ARM_KEYS[name], **ARM_CONTROLS.get(name, {})}.items():
+        assert {k for k in ref if ref[k] != resolved[arm].get(k)} == keys, arm
 
 
 @pytest.mark.parametrize("name", [*ABLATIONS, "baseline"])
@@ -87,11 +92,12 @@ def test_each_sweep_lists_its_arms_and_at_least_three_seeds(name: str) -> None:
 
 def test_claims_on_one_budget_never_share_seeds() -> None:
     # their reference arms are one configuration: on shared seeds they would be the same runs again, and one lucky
-    # seed would move every claim's difference together (ablate_test_crops reuses ablate_lrn's runs by design)
+    # seed would move every claim's difference together (ablate_test_crops and ablate_lrn_removed are judged on
+    # ablate_lrn's runs, by design)
     seen: dict[tuple[str, int], str] = {}
     for name in ABLATIONS:
         cfg = _compose(f"experiment={name}", hydra=True)
-        if name == "ablate_test_crops" or cfg.budget.name not in ("converged", "overfit"):
+        if name in ("ablate_test_crops", "ablate_lrn_removed") or cfg.budget.name not in ("converged", "overfit"):
             continue
         for seed in str(cfg.hydra.sweeper.params.seed).split(","):
             key = (cfg.budget.name, int(seed))
@@ -100,9 +106,14 @@ def test_claims_on_one_budget_never_share_seeds() -> None:
     assert {b for b, _ in seen} == {"converged", "overfit"}
 
 
-def _lrn_acts(module, datamodule) -> bool:
+def _lrn_kind(module, datamodule) -> str:
+    """off (the identity), constant (linear, not the identity) or normalise (not linear: it divides by the
+    activity of neighbouring maps)."""
     x = torch.rand(1, module.net.conv1.out_channels, 5, 5) * 100
-    return not torch.equal(module.net.lrn1(x), x)
+    lrn = module.net.lrn1
+    if torch.equal(lrn(x), x):
+        return "off"
+    return "constant" if torch.allclose(lrn(3 * x), 3 * lrn(x)) else "normalise"
 
 
 def _pools(module, datamodule) -> list[float]:
@@ -135,12 +146,17 @@ def _tower_b_reaches_tower_a_in_conv2(module, datamodule) -> bool:
 
 # what each arm builds, probed on the built module and data module: the ablated component differs, as it should
 PROBES = {
-    "ablate_lrn": (_lrn_acts, {"lrn": True, "no_lrn": False}),
-    "ablate_pooling": (_pools, {"overlapping": [12.0, 14.0, 22.0, 24.0], "non_overlapping": [6.0, 8.0, 16.0, 18.0]}),
+    "ablate_lrn": (_lrn_kind, {"lrn": "normalise", "constant": "constant", "no_lrn": "off"}),
+    "ablate_lrn_removed": (_lrn_kind, {"lrn": "normalise", "no_lrn": "off"}),
+    # pool_edges=cover: 3/2 pads a 5x5 map by one (-inf) and holds its last row and column; 2/2 on 5 drops them
+    "ablate_pooling": (
+        _pools,
+        {"overlapping": [6.0, 8.0, 9.0, 16.0, 18.0, 19.0, 21.0, 23.0, 24.0], "non_overlapping": [6.0, 8.0, 16.0, 18.0]},
+    ),  # fmt: skip
     "ablate_pooling_overfit": (
         _pools,
-        {"overlapping": [12.0, 14.0, 22.0, 24.0], "non_overlapping": [6.0, 8.0, 16.0, 18.0]},
-    ),
+        {"overlapping": [6.0, 8.0, 9.0, 16.0, 18.0, 19.0, 21.0, 23.0, 24.0], "non_overlapping": [6.0, 8.0, 16.0, 18.0]},
+    ),  # fmt: skip
     "ablate_activation": (_activation_at_minus_one, {"relu": 0.0, "tanh": round(math.tanh(-1.0), 4)}),
     "ablate_dropout": (_train_mode_is_random, {"dropout": True, "no_dropout": False}),
     "ablate_augmentation": (_augments, {"augmentation": True, "no_augmentation": False}),
@@ -212,7 +228,7 @@ def test_both_figure_1_nets_start_where_they_can_learn(fmnist_dir: Path, tmp_pat
 @pytest.mark.parametrize(
     "overrides, words",
     [
-        (["experiment=ablate_lrn", "arm=lrm"], ["arm='lrm'", "lrn, no_lrn"]),
+        (["experiment=ablate_lrn", "arm=lrm"], ["arm='lrm'", "lrn, constant, no_lrn"]),
         (["experiment=ablate_lrn", "data=synthetic"], ["budget=embedded", "budget=ilsvrc"]),
         (["experiment=ablate_pca", "data=fashion_mnist"], ["needs RGB images", "data=imagenet"]),
     ],
@@ -228,7 +244,7 @@ def test_an_experiment_names_a_wrong_arm_or_data_set(overrides: list[str], words
 
 def test_the_command_line_prints_the_message(tmp_path: Path, run_cli) -> None:
     proc = run_cli("train.py", "experiment=ablate_lrn", "arm=lrm", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode != 0 and proc.stderr.strip().endswith("this experiment's arms are lrn, no_lrn")
+    assert proc.returncode != 0 and proc.stderr.strip().endswith("this experiment's arms are lrn, constant, no_lrn")
 
 
 @pytest.mark.slow
@@ -518,10 +534,32 @@ def test_test_crops_experiment_tests_the_same_weights_both_ways(train_here, tmp_
     assert logged["test_1crop/top1_err"] == pytest.approx(summary["test_by_crops"]["1"]["test/top1_err"])
 
 
-def test_ablations_train_at_the_papers_rate_whatever_the_default_run_uses(tmp_path: Path) -> None:
+def test_every_accuracy_claim_trains_on_one_converged_recipe(tmp_path: Path) -> None:
     assert compose_train([], tmp_path).optimizer.lr == 0.02  # the embedded default's own recipe
     assert compose_train(["experiment=baseline"], tmp_path).optimizer.lr == 0.02  # that recipe, named
-    for name in ("ablate_lrn", "ablate_pooling", "ablate_towers"):
-        assert compose_train([f"experiment={name}"], tmp_path).optimizer.lr == 0.01, name
+    # the converged budget: all 55,000 images, the default's rate to its plateau, then two fixed cuts, the last 3
+    # epochs at lr/100 (conf/budget/converged.yaml says why)
+    recipes = set()
+    for name in ("ablate_lrn", "ablate_lrn_removed", "ablate_pooling", "ablate_towers", "ablate_test_crops"):
+        cfg = compose_train([f"experiment={name}"], tmp_path)
+        assert cfg.budget.name == "converged" and cfg.data.train_subset is None, name
+        recipes.add((cfg.optimizer.lr, cfg.trainer.max_epochs, tuple(cfg.scheduler.milestones)))
+    assert len(recipes) == 1
+    lr, epochs, milestones = recipes.pop()
+    assert lr == 0.02 and epochs - milestones[-1] >= 3  # the convergence rule's 3 epochs all at the last rate
     # the overfitting budget departs (conf/budget/overfit.yaml): 0.01 fits 2,000 images too slowly to overfit
     assert compose_train(["experiment=ablate_dropout"], tmp_path).optimizer.lr == 0.02
+
+
+def test_the_overfitting_budget_draws_its_images_per_seed_and_pairs_the_arms(tmp_path: Path, fmnist_dir: Path) -> None:
+    from alexnet.build import build_data
+
+    def drawn(seed: int, arm: str) -> list[int]:
+        cfg = compose_train([*data_overrides(fmnist_dir), "experiment=ablate_dropout", f"arm={arm}", f"seed={seed}",
+                             "data.train_subset=50"], tmp_path / f"{arm}{seed}")  # fmt: skip
+        datamodule = build_data(cfg)
+        datamodule.setup("fit")
+        return list(datamodule.sources["train"].indices)
+
+    assert drawn(1, "dropout") == drawn(1, "no_dropout")  # the arms of a seed see the same images
+    assert drawn(1, "dropout") != drawn(2, "dropout")  # the seeds' spread includes which images were drawn

@@ -104,6 +104,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.stem_padding": (padding, "4 integers >= 0: [left, right, top, bottom] (the paper's net: [0, 3, 0, 3])"),
     "model.activation": (one_of("relu", "tanh"), "relu or tanh"),
     "model.pooling": (one_of("overlapping", "non_overlapping"), "overlapping or non_overlapping"),
+    "model.pool_edges": (one_of("floor", "cover"), "floor or cover"),
     "model.dropout": (number(0, 1, high_open=True), "a probability in [0, 1); 0 turns dropout off"),
     "model.dropout_style": (one_of("paper", "inverted"), "paper or inverted"),
     "model.towers": (one_of("two", "one"), "two or one"),

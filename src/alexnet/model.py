@@ -20,6 +20,7 @@ from alexnet.lrn import LocalResponseNorm
 PAPER_CONV_CHANNELS = (96, 256, 384, 384, 256)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}  # (z, s) of §3.4
+POOL_EDGES = ("floor", "cover")
 TOWERS = ("two", "one")
 INITS = ("paper", "gain_matched", "kaiming")
 DROPOUT_STYLES = ("paper", "inverted")
@@ -81,6 +82,26 @@ def _out(size: int, kernel: int, stride: int, pad: int = 0) -> int:
     return (size + pad - kernel) // stride + 1
 
 
+def pool_padding(size: int, z: int, s: int, edges: str) -> int:
+    """Padding (of -inf, on both sides) for a z/s max-pool of a `size` map. "floor": none, and windows that do not fit
+    are dropped (floor mode: 2/2 on 23 positions leaves out the last). "cover": the least padding (0 or 1) with which
+    every position lies in some window, so no row or column of the map is lost."""
+    if edges == "floor":
+        return 0
+    for pad in (0, 1):
+        windows = _out(size, z, s, 2 * pad)
+        if (windows - 1) * s + z - 1 - pad >= size - 1:  # the last window reaches the last position
+            return pad
+    raise ValueError(f"a {z}/{s} pooling cannot cover {size} positions with one position of padding")
+
+
+def pool_coverage(size: int, z: int, s: int, pad: int) -> tuple[int, float]:
+    """(output size, the fraction of the `size` input positions that some window holds) of a z/s pooling."""
+    windows = _out(size, z, s, 2 * pad)
+    held = {i for w in range(windows) for i in range(w * s - pad, w * s - pad + z) if 0 <= i < size}
+    return windows, len(held) / size
+
+
 class AlexNet(nn.Module):
     def __init__(
         self,
@@ -99,6 +120,7 @@ class AlexNet(nn.Module):
         dropout_style: str = "paper",
         towers: str = "two",
         init: str = "paper",
+        pool_edges: str = "floor",
     ) -> None:
         super().__init__()
         for key, value, allowed in (
@@ -107,6 +129,7 @@ class AlexNet(nn.Module):
             ("towers", towers, TOWERS),
             ("init", init, INITS),
             ("dropout_style", dropout_style, DROPOUT_STYLES),
+            ("pool_edges", pool_edges, POOL_EDGES),
         ):
             if value not in allowed:
                 raise ValueError(f"{key}={value!r}: allowed {allowed}")
@@ -125,7 +148,17 @@ class AlexNet(nn.Module):
         pad_lr, pad_tb = stem_padding[0] + stem_padding[1], stem_padding[2] + stem_padding[3]
         h1 = _out(input_size, stem_kernel, stem_stride, pad_tb)
         w1 = _out(input_size, stem_kernel, stem_stride, pad_lr)
-        h5, w5 = (_out(_out(_out(d, z, s), z, s), z, s) for d in (h1, w1))
+        # map sizes (height, width) before pool1, pool2 and pool5 (conv2-conv5 keep their input's size), and each
+        # pooling's padding per dimension
+        self.pool_inputs: list[tuple[int, int]] = [(h1, w1)]
+        pads = []
+        for i in range(3):
+            pad = tuple(pool_padding(d, z, s, pool_edges) for d in self.pool_inputs[i])
+            pads.append(pad[0] if pad[0] == pad[1] else pad)
+            out = tuple(_out(d, z, s, 2 * p) for d, p in zip(self.pool_inputs[i], pad, strict=True))
+            if i < 2:
+                self.pool_inputs.append(out)
+        h5, w5 = out
         if min(h5, w5) < 1:
             raise ValueError(
                 f"input_size={input_size} is too small for stem_kernel={stem_kernel}, "
@@ -135,22 +168,20 @@ class AlexNet(nn.Module):
 
         # Registered in the order the data flows (Fig. 2), so that print(net) reads as the figure: ReLU after
         # every learned layer but the last, LRN after conv1 and conv2, max-pooling after both LRNs and conv5
-        # (§3.5), dropout on the outputs of fc6 and fc7 (§4.2). Pooling is floor mode: 3/2 and 2/2 give the same
-        # sizes on odd inputs.
-        # 224 vs 227 (docs/fidelity.md): we keep the paper's 224 input and pad conv1's right and bottom edges
-        # by 3 zeros, which is what the author's cuda-convnet2 does by rounding output sizes up:
-        # (224 + 3 - 11) / 4 + 1 = 55 exactly, and no kernel position is wasted on padding alone.
+        # (§3.5), dropout on the outputs of fc6 and fc7 (§4.2). Pooling in floor mode (pool_edges="floor"): on the
+        # paper's odd maps 3/2 holds every position and 2/2 drops the last row and column; "cover" pads with -inf
+        # where needed so that no position is lost (ablate_pooling, on even maps: both arms the same sizes).
         self.pad = nn.ZeroPad2d(tuple(stem_padding))
         self.conv1 = nn.Conv2d(in_channels, c1, stem_kernel, stem_stride)  # sees the whole image
-        self.act1, self.lrn1, self.pool1 = act(), self._lrn(lrn, g), nn.MaxPool2d(z, s)
+        self.act1, self.lrn1, self.pool1 = act(), self._lrn(lrn, g), nn.MaxPool2d(z, s, pads[0])
         self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, groups=g)  # within tower
-        self.act2, self.lrn2, self.pool2 = act(), self._lrn(lrn, g), nn.MaxPool2d(z, s)
+        self.act2, self.lrn2, self.pool2 = act(), self._lrn(lrn, g), nn.MaxPool2d(z, s, pads[1])
         self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)  # across towers
         self.act3 = act()
         self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=g)  # within tower
         self.act4 = act()
         self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=g)  # within tower
-        self.act5, self.pool5 = act(), nn.MaxPool2d(z, s)
+        self.act5, self.pool5 = act(), nn.MaxPool2d(z, s, pads[2])
         self.fc6 = nn.Linear(c5 * h5 * w5, fc_width)  # 256 * 6 * 6 = 9216 in the paper's net
         self.act6, self.drop6 = act(), Dropout(dropout, dropout_style)
         self.fc7 = nn.Linear(fc_width, fc_width)

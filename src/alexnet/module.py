@@ -64,6 +64,9 @@ class AlexNetModule(L.LightningModule):
         self.replicas_identical: bool | None = None  # set after data-parallel training
         self.batch_error = torch.tensor(float("nan"))
         self.test_name = "test"  # what test metrics are logged as
+        # each test image's class probabilities and label, in the order tested (test_predictions): a claim's report
+        # resamples test images from them (a bootstrap over the test set)
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.stop_on_nonfinite = False  # a non-finite loss ends training (recorded) instead of raising
         self.diverged_at: int | None = None
         self.channels_last = False  # inputs in NHWC, as the net's weights (speed.channels_last)
@@ -107,6 +110,9 @@ class AlexNetModule(L.LightningModule):
             loss = F.cross_entropy(scores, y)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(scores.detach(), y)
+        if stage == "test":
+            probs = scores if x.ndim == 5 else scores.softmax(-1)
+            self._test_outputs.append((probs.detach().float().cpu(), y.detach().cpu()))
         if stage == "train":  # this batch's error, for callbacks that follow training error by step (Fig. 1)
             self.batch_error = (scores.detach().argmax(-1) != y).float().mean()  # no sync here
         on_step = stage == "train"
@@ -186,8 +192,18 @@ class AlexNetModule(L.LightningModule):
         row = {k: float(v) for k, v in logged.items() if k.startswith("val/")}
         self.val_history.append({"epoch": self.current_epoch, "step": self.global_step, **row})
 
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N x classes probabilities, N labels) of the last test, in the order this process saw the images."""
+        if not self._test_outputs:
+            return torch.empty(0, self.num_classes), torch.empty(0, dtype=torch.long)
+        probs, labels = zip(*self._test_outputs, strict=True)
+        return torch.cat(probs), torch.cat(labels)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(parameter_groups(self.net.named_parameters(), self.bias_decay))

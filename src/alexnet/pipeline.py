@@ -68,7 +68,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or (None if cfg.train else cfg.get("ckpt_path"))
-        by_crops = test_each_crop_count(trainer, module, datamodule, ckpt, cfg.get("also_test_crops", []))
+        by_crops = test_each_crop_count(
+            trainer, module, datamodule, ckpt, cfg.get("also_test_crops", []), predictions_dir=out / "predictions"
+        )
 
     train_eval: dict[str, float] = {}
     if cfg.get("train_error_sample") and trainer.is_global_zero:

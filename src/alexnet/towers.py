@@ -28,9 +28,9 @@ class Tower(nn.Module):
 
     def __init__(self, net: AlexNet) -> None:
         super().__init__()
-        self.pad, self.act, self.pool, self.dropout = (
-            copy.deepcopy(m) for m in (net.pad, net.act, net.pool, net.dropout)
-        )
+        self.pad, self.act, self.dropout = (copy.deepcopy(m) for m in (net.pad, net.act, net.dropout))
+        # each pooling its own: with pool_edges="cover" their padding can differ
+        self.pool1, self.pool2, self.pool5 = (copy.deepcopy(m) for m in (net.pool1, net.pool2, net.pool5))
         self.lrn1, self.lrn2 = (self._per_tower(m) for m in (net.lrn1, net.lrn2))
         for name in SPLIT_LAYERS:
             layer = getattr(net, name)
@@ -92,10 +92,10 @@ class TwoTowerAlexNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.towers
         xa, xb = _to(x, self.devices[0]), _to(x, self.devices[1])
-        ha, hb = (t.pool(t.lrn1(t.act(t.conv1(t.pad(v))))) for t, v in ((a, xa), (b, xb)))
-        ha, hb = (t.pool(t.lrn2(t.act(t.conv2(v)))) for t, v in ((a, ha), (b, hb)))
+        ha, hb = (t.pool1(t.lrn1(t.act(t.conv1(t.pad(v))))) for t, v in ((a, xa), (b, xb)))
+        ha, hb = (t.pool2(t.lrn2(t.act(t.conv2(v)))) for t, v in ((a, ha), (b, hb)))
         ha, hb = a.act(a.conv3(_cross(ha, hb, True))), b.act(b.conv3(_cross(hb, ha, False)))  # exchange
-        ha, hb = (t.pool(t.act(t.conv5(t.act(t.conv4(v))))) for t, v in ((a, ha), (b, hb)))
+        ha, hb = (t.pool5(t.act(t.conv5(t.act(t.conv4(v))))) for t, v in ((a, ha), (b, hb)))
         ha, hb = ha.flatten(1), hb.flatten(1)
         ha, hb = self._dropout(a.act(a.fc6(_cross(ha, hb, True))), b.act(b.fc6(_cross(hb, ha, False))))
         ha, hb = self._dropout(a.act(a.fc7(_cross(ha, hb, True))), b.act(b.fc7(_cross(hb, ha, False))))

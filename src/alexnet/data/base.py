@@ -166,8 +166,9 @@ class ImageDataModule(L.LightningDataModule):
                 self._take_train_subset()
 
     def _take_train_subset(self) -> None:
-        """A fixed random `train_subset` of the training images (the same for every seed of a sweep, so
-        arms differ only in what they ablate); the mean stays that of the whole training set."""
+        """A random `train_subset` of the training images drawn with `subset_seed`: one fixed subset (the default, 0),
+        or one per seed (budget=overfit sets it to the seed: the arms of a seed share it); the mean stays that of the
+        whole training set."""
         train = self.sources["train"]
         if self.train_subset > len(train):  # type: ignore[arg-type]
             raise DataError(f"data.train_subset={self.train_subset}: the training set has only {len(train)} images")
