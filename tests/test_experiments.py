@@ -15,6 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from alexnet.curves import smoothed_crossing
 from alexnet.loggers import resolve_mode
 from alexnet.report import compare
 from alexnet.runs import Run, load_runs, read_curves
@@ -487,6 +488,10 @@ def test_fig1_callback_records_the_first_step_at_the_target_and_stops(train_here
     assert reached is not None and summary["steps"] == reached < 60  # stopped there
     curve = _curve(run_dir, "train/top1_err_running")
     assert curve[-1][1] <= 0.5 and all(v > 0.5 for _, v in curve[2:-1])  # the first full window at the target
+    # the report's smoothed crossing, read off the logged curve with the callback's own window, is the callback's
+    # step: metrics.csv's steps are counted alike
+    logged = read_curves(run_dir / "metrics.csv")["train/top1_err_running"]
+    assert smoothed_crossing(logged, 3, 3, 0.5) == reached
     per_epoch = summary["train_images"]  # batches of 32, the last one of each epoch partial
     steps_per_epoch = -(-per_epoch // 32)
     assert summary["images_to_target"] == reached // steps_per_epoch * per_epoch + reached % steps_per_epoch * 32
