@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from alexnet.family import adjust, holm
 from alexnet.fig1 import chosen_settings, select_runs
 from alexnet.pipeline import ConfigError
 from alexnet.render import grid_table
-from alexnet.report import convergence
 from alexnet.runs import Run, read_curves, run_metrics
-from alexnet.verdict import adjust, holm, judge_values, parse_spec, seeds_for
+from alexnet.verdict import judge_values, parse_spec, seeds_for
 
 
 def _by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
@@ -107,13 +107,16 @@ def test_holm_adjusts_step_down_and_keeps_the_order() -> None:
 def test_holm_across_the_table_can_undo_a_verdict() -> None:
     spec = {"delta": 0.014, "base": 0.407}
     row = judge_values("test/top1_err", parse_spec(spec), [0.20, 0.21, 0.22], [0.206, 0.222, 0.227], True, 0.218)
-    assert row.verdict == "reproduced" and 0.01 < row.p < 0.05  # alone
+    assert row.verdict == "reproduced" and 0.01 < row.p < 0.05 and row.p_paper > row.p  # alone
     claims = [{"comparisons": [{**row.__dict__, "paper_spec": spec}]}]
-    claims += [{"comparisons": [{"delta": 0.0, "p": 0.5, "p_paper": math.nan, "verdict": "inconclusive"}]}] * 4
+    other = {"metric": "overfit_gap", "delta": 0.0, "p": 0.5, "p_paper": math.nan, "verdict": "inconclusive",
+             "reference": [0.2, 0.3], "ablated": [0.2, 0.3], "ratio": False, "size": None}  # fmt: skip
+    claims += [{"comparisons": [dict(other)]} for _ in range(4)]
     adjust(claims)
     adjusted = claims[0]["comparisons"][0]
-    assert adjusted["verdict_alone"] == "reproduced" and adjusted["verdict"] != "reproduced"
-    assert adjusted["p_holm"] == pytest.approx(min(1.0, 5 * row.p))
+    assert adjusted["verdict"] != "reproduced"
+    # one family: the row's own two tests and the four others' p (their NaN p_paper left out)
+    assert adjusted["family_size"] == 6 and adjusted["p_holm"] == pytest.approx(min(1.0, 6 * row.p))
 
 
 def test_seeds_needed_reach_the_size_and_grow_with_the_spread() -> None:
@@ -132,7 +135,10 @@ def test_overfitting_gaps_and_epochs_to_a_training_error_come_from_the_same_weig
     }
     m = run_metrics({"test": {"test/top1_err": 0.2}}, None, curves, {"match_train_err": 0.1})
     assert m["overfit_gap"] == pytest.approx(0.21 - 0.02)  # the last epoch's weights
-    assert m["overfit_gap_matched"] == pytest.approx(0.20 - 0.08) and m["epochs_to_train_err"] == 6
+    # 10% is crossed 5/7 of the way from epoch 4 (15%) to epoch 6 (8%): validation 22% -> 20% there
+    assert m["matched_epoch"] == pytest.approx(4 + 2 * 5 / 7)
+    assert m["overfit_gap_matched"] == pytest.approx(0.22 - 0.02 * 5 / 7 - 0.10)
+    assert m["epochs_to_train_err"] == 6  # the first check at or below it, kept as a reported figure
     never = run_metrics({"test": {}}, None, curves, {"match_train_err": 0.01})
     assert never["overfit_gap_matched"] is None and math.isinf(never["epochs_to_train_err"])  # a bound
 
@@ -171,19 +177,6 @@ def test_fig1_report_shows_every_rate_of_the_grid_and_an_arm_that_reached_nothin
     assert "tanh reached no target" in table and "relu reached no target" not in table
     # what programme.sh reads: a warning for the arm, not a silent rate to run the comparison at
     assert chosen_settings(runs, claim) == {"relu": 0.03, "tanh": 0.01, "tanh_reached_nothing": True}
-
-
-def test_the_convergence_check_fails_a_run_past_its_best_and_shows_one_still_moving() -> None:
-    def run(seed: int, val: list[float]) -> Run:
-        curves = {"val/top1_err": [(e, e, v) for e, v in enumerate(val)]}
-        return Run(Path("."), {}, {"seed": seed}, "ref", {}, curves)
-
-    at_best = run(1, [0.30, 0.20, 0.150, 0.140, 0.139])  # ends at its best, though still falling
-    past_best = run(2, [0.30, 0.13, 0.150, 0.160, 0.155])  # its best (13%) two points below its last epochs
-    text = convergence([past_best, at_best])
-    assert "**1 of 2 runs**" in text
-    assert "seed 1: 0.00 / 1.10" in text and "seed 2: 2.00 / 1.00" in text  # distance to the best / last-3 spread
-    assert convergence([run(3, [0.2, 0.1])]) == ""  # fewer than 3 epochs: nothing to say
 
 
 def test_a_run_records_its_code_as_dirty_for_code_changes_not_for_claim_reports(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ import matplotlib.pyplot as plt
 
 from alexnet.runs import Run, by_epoch
 
-COLORS = {"reproduced": "tab:green", "opposite": "tab:red", "excluded": "tab:purple", "inconclusive": "tab:gray"}
+COLORS = {  # one per verdict.VERDICTS
+    "reproduced": "tab:green",
+    "smaller": "tab:olive",
+    "opposite": "tab:red",
+    "excluded": "tab:purple",
+    "inconclusive": "tab:gray",
+    "not converged": "tab:orange",
+}
 
 
 def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path | None:
@@ -59,8 +66,9 @@ def training_error_by_epoch(arms: dict[str, list[Run]], targets: list[float], pa
 
 def summary(claims: list[dict[str, Any]], path: Path) -> Path:
     """Every claim-metric: the measured Δ and its 95% interval beside the paper's size translated here, coloured
-    by the (Holm) verdict. Left: differences as a fraction of the paper's size (0 none, 1 the paper's); rows
-    without a size in points. Right: ratios on a log axis."""
+    by the verdict (one Holm family; †: it rests on the t-test's normality). Left: differences as a fraction of the
+    paper's size (0 none, 1 the paper's); rows without a size in points. Right: ratios on a log axis. Figures
+    reported without a verdict (claim.json's `reported`) are not drawn."""
     rows = [(c, comp) for c in claims for comp in c["comparisons"] if not math.isnan(comp["delta"])]
     ratio_rows = [r for r in rows if r[1]["ratio"]]
     diff_rows = [r for r in rows if not r[1]["ratio"]]
@@ -92,7 +100,9 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
             if paper is not None:
                 ax.plot([paper], [y], "k|", ms=14, mew=2)
             unit = "" if ratio or scale else " (pts)"
-            labels.append(f"§{claim['section']} {claim['experiment'].removeprefix('ablate_')}: {comp['metric']}{unit}")
+            mark = " †" if comp.get("normality_only") else ""
+            name = claim["experiment"].removeprefix("ablate_")
+            labels.append(f"§{claim['section']} {name}: {comp['metric']}{unit}{mark}")
         ax.set_yticks(range(len(group)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.axvline(1.0 if ratio else 0.0, color="k", lw=0.8)
@@ -103,7 +113,7 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
             ax.set_xlabel("Δ in units of the paper's size here (| : the paper's = 1; rows in pts: no size)")
         ax.grid(alpha=0.3, axis="x")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=3, label=v) for v, c in COLORS.items()]
-    fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,10 +1,7 @@
-"""The claim reports' Markdown and console tables: the arms (mean ± std over seeds), the claim's comparisons, every
-seed's values, Fig. 1's learning-rate grid and the 10-crop diagnostics."""
+"""The claim reports' Markdown and console tables: the arms (mean ± std over seeds), every seed's values, Fig. 1's
+learning-rate grid and the 10-crop diagnostics (the claim's own tables: claim_tables.py)."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import asdict
 
 import numpy as np
 from rich.console import Console
@@ -22,7 +19,9 @@ COLUMNS = {  # metric -> (header, as percent)
     "train_eval/top1_err": ("train top-1 % (eval mode, last epoch)", True),
     "overfit_gap": ("gap, last epoch (pts)", True),
     "overfit_gap_matched": ("gap at matched train error (pts)", True),
+    "matched_epoch": ("epoch at matched train error", False),
     "epochs_to_train_err": ("epochs to train error", False),
+    "epochs_to_converge": ("epochs to converge (train, eval mode)", False),
     "steps_to_target": ("steps to target", False),
     "epochs_to_target": ("epochs to target", False),
     "best_epoch": ("best epoch", False),
@@ -93,53 +92,6 @@ def grid_table(runs: list[Run], claim: dict) -> str:
     )
 
 
-def fmt_value(metric: str, value: float, ratio: bool, signed: bool = True) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if ratio:
-        return f"×{math.exp(value):.2f}"
-    if is_percent(metric):
-        return f"{value * 100:+.2f} pts" if signed else f"{value * 100:.2f} pts"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-def fmt_delta(c: dict | Comparison) -> tuple[str, str]:
-    c = c if isinstance(c, dict) else asdict(c)
-    delta = fmt_value(c["metric"], c["delta"], c["ratio"])
-    if math.isnan(c["low"]):
-        return delta, "–"
-    return delta, f"[{fmt_value(c['metric'], c['low'], c['ratio'])}, {fmt_value(c['metric'], c['high'], c['ratio'])}]"
-
-
-def fmt_p(p: float | None) -> str:
-    return "–" if p is None or math.isnan(p) else f"{p:.3g}"
-
-
-def verdict_cells(c: dict) -> list[str]:
-    """The verdict and what it rests on: MDE and seeds needed where inconclusive."""
-    verdict = f"**{c['verdict']}**"
-    if c["verdict"] == "inconclusive" and not math.isnan(c["mde"]):
-        need = c.get("seeds_needed")
-        more = f"; the paper's size needs {need} seeds" if need else ("; no size to detect" if c.get("size") is None
-                                                                      else "; > 10,000 seeds")  # fmt: skip
-        verdict += f" (MDE {fmt_value(c['metric'], c['mde'], c['ratio'], signed=False)}{more})"
-    if c["verdict"] == "reproduced" and not math.isnan(c.get("p_paper", math.nan)) and c["p_paper"] < 0.05:
-        verdict += " (smaller than the paper's size)"
-    return [verdict, c.get("note") or ""]
-
-
-def claim_table(comparisons: list[dict], adjusted: bool) -> str:
-    header = ["metric", "paper", "paper's size here", "measured Δ", "95% interval", "p (Δ=0)", "p (paper's size)",
-              "verdict" + (" (Holm, whole table)" if adjusted else " (this claim alone)"), "note"]  # fmt: skip
-    rows = []
-    for c in comparisons:
-        size = fmt_value(c["metric"], c["size"], c["ratio"]) if c.get("size") is not None else "–"
-        p, pp = (c.get("p_holm"), c.get("p_paper_holm")) if adjusted else (c["p"], c["p_paper"])
-        cells = verdict_cells(c if adjusted else {**c, "verdict": c["verdict_alone"]})
-        rows.append([c["metric"], c["paper"], size, *fmt_delta(c), fmt_p(p), fmt_p(pp), *cells])
-    return markdown_table(header, rows)
-
-
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -200,10 +152,3 @@ def views_table(arms: dict[str, list[Run]]) -> str:
     return f"10-crop diagnostics over {len(runs)} runs (top-1 %, mean ± std):\n\n" + markdown_table(
         ["test view", "top-1 %"], rows
     )
-
-
-def plain_table(comparisons: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["metric", "paper", "size here", "measured Δ", "95% interval", "p", "verdict"]
-    return header, [[c["metric"], c["paper"], fmt_value(c["metric"], c["size"], c["ratio"])
-                     if c.get("size") is not None else "–", *fmt_delta(c), fmt_p(c["p"]),
-                     verdict_cells(c)[0]] for c in comparisons]  # fmt: skip

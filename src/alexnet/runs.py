@@ -12,6 +12,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from alexnet.bootstrap import prediction_name
+from alexnet.curves import AREA, error_area, fig1_curve, fig1_metrics, overfit_metrics
 from alexnet.record import RunRecord
 
 
@@ -23,6 +25,7 @@ class Run:
     arm: str
     metrics: dict[str, float | None]
     curves: dict[str, list[tuple[int, int, float]]] = field(default_factory=dict)  # name -> (epoch, step, value)
+    predictions: str = "test"  # its predictions/<name>.npz (bootstrap.py): another name for a test of other crops
     record: RunRecord = field(init=False, repr=False)  # the summary, typed
 
     def __post_init__(self) -> None:
@@ -87,16 +90,12 @@ def run_metrics(
     for name, value in test.items():  # 10-crop diagnostics: each view, centre + mirror
         if "view" in name or "centre_mirror" in name:
             metrics[name] = value
+    curve = fig1_curve(curves, fig1)
+    if curve and "train_error_target" in fig1:  # Fig. 1 from the per-step training-error curve
+        metrics.update(fig1_metrics(*curve, claim, fig1.get("train_error_targets") or []))
     val, train_eval = by_epoch(curves, "val/top1_err"), by_epoch(curves, "train_eval/top1_err")
-    both = sorted(set(val) & set(train_eval))
-    if both:  # validation minus eval-mode training error of the same weights, epoch by epoch
-        metrics["train_eval/top1_err"] = train_eval[both[-1]]
-        metrics["overfit_gap"] = val[both[-1]] - train_eval[both[-1]]
-        threshold = claim.get("match_train_err")
-        if threshold is not None:
-            first = next((e for e in both if train_eval[e] <= threshold), None)
-            metrics["overfit_gap_matched"] = None if first is None else val[first] - train_eval[first]
-            metrics["epochs_to_train_err"] = math.inf if first is None else first + 1
+    if set(val) & set(train_eval):  # validation minus eval-mode training error of the same weights, epoch by epoch
+        metrics.update(overfit_metrics(train_eval, val, claim))
     elif record.train_eval and test:  # older runs: test error minus the training error of the tested weights
         metrics["overfit_gap"] = test["test/top1_err"] - record.train_eval["top1_err"]
     return metrics
@@ -123,7 +122,8 @@ def load_runs(sweep_dirs: list[Path], claim: dict[str, Any] | None = None) -> li
             if claim_.get("arms_from") == "test_by_crops":  # one run, tested several ways: one pseudo-run each
                 for crops, test in RunRecord.from_json(summary).test_by_crops.items():
                     metrics = run_metrics(summary, test, curves, claim_)
-                    runs.append(Run(folder, cfg, summary, crops_arm(crops), metrics, curves))
+                    name = prediction_name(crops, RunRecord.from_json(summary).test_crops)
+                    runs.append(Run(folder, cfg, summary, crops_arm(crops), metrics, curves, name))
             else:
                 metrics = run_metrics(summary, None, curves, claim_)
                 runs.append(Run(folder, cfg, summary, str(cfg.get("arm")), metrics, curves))
@@ -161,8 +161,10 @@ def capped(run: Run, metric: str) -> float:
         raise ValueError(f"{run.path}: no value for {metric}, which the claim needs (see its summary.json)")
     if not math.isinf(value):
         return float(value)
-    if metric.startswith("epochs_to_train_err"):
+    if metric.startswith(("epochs_to_train_err", "epochs_to_converge")):
         return float(run.record.epochs)
+    if metric.startswith(AREA):  # the area under the whole run's curve
+        return error_area((fig1_curve(run.curves, run.record.extra) or ([], 1))[0], float(run.record.steps))
     steps = float(run.record.steps)
     if metric.startswith("epochs_to"):
         return steps * run.cfg["data"]["batch_size"] / run.record.train_images

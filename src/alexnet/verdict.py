@@ -1,5 +1,6 @@
-"""The verdict on one claim-metric: Δ paired by seed, its interval, p-values, the smallest effect the runs could
-detect, and one of four outcomes; Holm's correction across the claim table.
+"""The verdict on one claim-metric: Δ paired by seed, its interval, the t-tests and their exact sign-flip
+counterparts, the smallest effect the runs could detect, and one of five outcomes (family.py adjusts the p-values
+of the whole claim table as one family).
 
 Why by hand: scipy gives the t distribution and tests, but no library states "the paper's effect is excluded"
 (a one-sided test against the paper's size, translated to our error level) or the seeds a claim would need.
@@ -14,19 +15,33 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from alexnet.signflip import sign_flip_p, sign_flip_p_below
+
 ALPHA, POWER = 0.05, 0.8
-VERDICTS = ("reproduced", "opposite", "excluded", "inconclusive")
+# the five outcomes of the tests, and the one that overrides them when a claim's runs did not converge
+VERDICTS = ("reproduced", "smaller", "opposite", "excluded", "inconclusive", "not converged")
+REJECTIONS = ("reproduced", "smaller", "opposite", "excluded")  # the verdicts that rest on a rejected null
 
 VERDICT_RULE = (
     "Δ = ablated − reference, paired by seed (the arms of a seed share initial weights, data order, crops and "
     "flips); ratios (`×R`) are compared as Δ of log values. The paper's size is translated to this data as the "
-    "same relative change: Δ_paper / (the paper's error without the feature) × our ablated arm's mean. "
-    "**reproduced**: a two-sided paired t-test rejects Δ = 0 and Δ has the paper's sign; **opposite**: it rejects "
-    "Δ = 0 with the other sign; **excluded**: it does not, and a one-sided test rejects an effect as large as the "
-    "paper's translated size (Δ in the paper's direction ≥ that size); **inconclusive**: neither, with the minimum "
-    "detectable effect (MDE, 80% power at α = 0.05) and the seeds the paper's size would need. p-values are "
-    "Holm-corrected across every row of the claim table (experiments/README.md) at α = 0.05; each report shows the "
-    "uncorrected test too. A value that a run ended before reaching counts as the whole run (shown as ≥, a bound)."
+    "same relative change: Δ_paper / (the paper's error without the feature) × our ablated arm's mean. Two paired "
+    "t-tests per row: p, two-sided, of Δ = 0, and p (paper's size), one-sided, of an effect as large as the "
+    "paper's. **One family**: the p and p (paper's size) of every row of the claim table (experiments/README.md) "
+    "are Holm-corrected together at α = 0.05 (m = the number of these tests; rows of a claim whose runs did not "
+    "converge stay in it; figures reported without a verdict, such as test loss, do not enter it); a claim's "
+    "report also shows its rows as a family of their own. **reproduced**: Δ ≠ 0 in the paper's direction and "
+    "the paper's size not excluded; **smaller**: Δ ≠ 0 in the paper's direction and the paper's size excluded (a "
+    "smaller effect in the paper's direction); **opposite**: Δ ≠ 0 against the paper's direction; **excluded**: no "
+    "effect detected, the paper's size excluded; **inconclusive**: neither, with the minimum detectable effect "
+    "(MDE, 80% power) and the seeds the paper's size would need, both at the Bonferroni level α/m (Holm's first "
+    "step, the most conservative of its levels); **not converged**: a claim on the converged budget (or with "
+    "`require_convergence`) where a run of either arm failed the strict convergence rule: its statistics are "
+    "shown, its verdict is withheld. Beside each t-test, the exact sign-flip permutation p of the same null (all "
+    "2^n sign flips of the paired differences): it needs no normality, but on n seeds it cannot fall below "
+    "2/2^n (5 seeds: 0.0625; 8 seeds: 0.0078); where that floor lies above the Holm level the verdict's test was "
+    "held to, the row is marked † (it rests on the t-test's normality). A value that a run ended before reaching "
+    "counts as the whole run (shown as ≥, a bound)."
 )
 
 
@@ -40,6 +55,9 @@ class Spec:
     ratio: bool = False
     relative: float | None = None  # delta / (base + delta): a size relative to the ablated arm's value
     least: float | None = None  # a fixed size (ratio claims: log R; direction claims: ours)
+
+
+REPORTED = Spec("reported, not a verdict", 1.0)  # a figure shown with its Δ and interval, never judged
 
 
 def parse_spec(paper: Any) -> Spec:
@@ -79,33 +97,48 @@ class Comparison:
     size: float | None = None  # the paper's size translated here, in Δ's units (log for ratios), signed
     p: float = math.nan  # two-sided, H0: Δ = 0
     p_paper: float = math.nan  # one-sided, H0: the effect in the paper's direction is >= |size|
+    p_perm: float = math.nan  # exact sign-flip counterpart of p (paired rows only)
+    p_paper_perm: float = math.nan  # exact sign-flip counterpart of p_paper
+    se: float = math.nan  # standard error of Δ
+    df: float = math.nan
+    sd: float = math.nan  # the spread the seeds needed scale with (of the paired differences, or of one arm)
     mde: float = math.nan
     seeds_needed: int | None = None  # for the paper's translated size at 80% power (None: no size, or > 10,000)
     censored: dict[str, list[bool]] = field(default_factory=dict)  # per arm, per value: a bound, not a value
+    paper_spec: Any = None  # the config's claim.paper entry, as written
+    report_only: bool = False  # a figure shown with its statistics but never judged (test loss)
+    bootstrap: dict[str, float] | None = None  # bootstrap.paired_delta over the test images, where predictions exist
 
 
-def _t_quantiles(df: float) -> float:
-    return float(stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df))
+def _t_quantiles(df: float, alpha: float = ALPHA) -> float:
+    return float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(POWER, df))
 
 
-def seeds_for(size: float, sd: float, paired: bool) -> int | None:
-    """Seeds per arm for a two-sided test at ALPHA to detect `size` with POWER, given the spread `sd` (of the
+def mde(se: float, df: float, alpha: float = ALPHA) -> float:
+    """The smallest |Δ| a two-sided test at `alpha` detects with POWER, given Δ's standard error."""
+    return _t_quantiles(df, alpha) * se
+
+
+def seeds_for(size: float, sd: float, paired: bool, alpha: float = ALPHA) -> int | None:
+    """Seeds per arm for a two-sided test at `alpha` to detect `size` with POWER, given the spread `sd` (of the
     paired differences, or of one arm)."""
     if sd == 0:
         return 2
     for n in range(2, 10_001):
         se = sd / math.sqrt(n) if paired else sd * math.sqrt(2 / n)
-        if _t_quantiles(n - 1 if paired else 2 * n - 2) * se <= abs(size):
+        if _t_quantiles(n - 1 if paired else 2 * n - 2, alpha) * se <= abs(size):
             return n
     return None
 
 
-def decide(delta: float, p: float, p_paper: float, sign: float) -> str:
-    if p < ALPHA:
-        return "reproduced" if math.copysign(1.0, delta) == sign else "opposite"
-    if p_paper < ALPHA:
-        return "excluded"
-    return "inconclusive"
+def decide(delta: float, p: float, p_paper: float, sign: float, alpha: float = ALPHA) -> str:
+    """The outcome of the two tests at level `alpha` (p-values already adjusted for their family; NaN: no test)."""
+    p, p_paper = (1.0 if math.isnan(v) else v for v in (p, p_paper))  # an untested null is never rejected
+    if p < alpha:
+        if math.copysign(1.0, delta) != sign:
+            return "opposite"
+        return "smaller" if p_paper < alpha else "reproduced"
+    return "excluded" if p_paper < alpha else "inconclusive"
 
 
 def test_delta(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, float, float, float]:
@@ -121,11 +154,19 @@ def test_delta(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, float
     return float(x.mean() - y.mean()), se, float(df), float(np.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2))
 
 
+def compared_values(ref: list[float], abl: list[float], ratio: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The per-seed values Δ is taken of: logs for ratio metrics."""
+    if ratio:
+        return np.log(np.asarray(abl, float)), np.log(np.asarray(ref, float))
+    return np.asarray(abl, float), np.asarray(ref, float)
+
+
 def judge_values(
     metric: str, spec: Spec, ref: list[float], abl: list[float], paired: bool, ablated_level: float | None = None
 ) -> Comparison:
-    """One claim-metric's statistics and verdict (VERDICT_RULE) from per-seed values (paired: in seed order)."""
-    x, y = (np.log(abl), np.log(ref)) if spec.ratio else (np.array(abl, float), np.array(ref, float))
+    """One claim-metric's statistics and its verdict as a family of its own (VERDICT_RULE), from per-seed values
+    (paired: in seed order); family.adjust decides it again within the claim and within the table."""
+    x, y = compared_values(ref, abl, spec.ratio)
     size = None
     if spec.relative is not None and ablated_level is not None:
         size = spec.sign * spec.relative * abs(ablated_level)
@@ -140,6 +181,7 @@ def judge_values(
         c.note = "fewer than 2 runs per arm: no interval"
         return c
     delta, se, df, sd = test_delta(x, y, paired)
+    c.se, c.df, c.sd = se, df, sd
     if se == 0:  # no spread at all: the interval is the point
         c.low = c.high = delta
         c.p = 1.0 if delta == 0 else 0.0
@@ -150,39 +192,12 @@ def judge_values(
         c.p = float(2 * stats.t.sf(abs(delta) / se, df))
         if size is not None:  # H0: sign*Δ >= |size|; small when the effect is clearly below the paper's
             c.p_paper = float(stats.t.cdf((spec.sign * delta - abs(size)) / se, df))
-    c.mde = _t_quantiles(df) * se
+    if paired:
+        c.p_perm = sign_flip_p(x - y)
+        if size is not None:  # the same one-sided null, on the differences turned to the paper's direction
+            c.p_paper_perm = sign_flip_p_below(spec.sign * (x - y), abs(size))
+    c.mde = mde(se, df)
     if size is not None:
         c.seeds_needed = seeds_for(size, sd, paired)
     c.verdict = decide(delta, c.p, c.p_paper, spec.sign)
     return c
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjustment (NaN entries are left out of the family and stay NaN)."""
-    order = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
-    m, out, running = len(order), [math.nan] * len(pvalues), 0.0
-    for rank, (p, i) in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p))
-        out[i] = running
-    return out
-
-
-def adjust(claims: list[dict[str, Any]]) -> None:
-    """Holm across every claim-metric of the table, in place: `p_holm`, `p_paper_holm` and the adjusted `verdict`
-    of each comparison (the uncorrected one stays as `verdict_alone`)."""
-    rows = [c for claim in claims for c in claim["comparisons"]]
-    p_holm = holm([_num(c.get("p")) for c in rows])
-    p_paper_holm = holm([_num(c.get("p_paper")) for c in rows])
-    for c, p, pp in zip(rows, p_holm, p_paper_holm, strict=True):
-        c["p_holm"], c["p_paper_holm"] = p, pp
-        c.setdefault("verdict_alone", c["verdict"])
-        sign = parse_spec(c["paper_spec"]).sign if "paper_spec" in c else 1.0
-        c["verdict"] = decide(c["delta"], _nan_big(p), _nan_big(pp), sign)
-
-
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _nan_big(p: float) -> float:  # an untested row never passes a test
-    return 1.0 if math.isnan(p) else p
