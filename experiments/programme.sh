@@ -3,14 +3,14 @@
 # table (Holm-corrected across all claims) in experiments/README.md with experiments/summary.png.
 #   bash experiments/programme.sh                               every claim, in the order below
 #   bash experiments/programme.sh ablate_lrn ablate_test_crops  some of them
-# Sweeps live in $RUNS/NAME/programme (default logs/train/multiruns): running this again skips finished jobs and
+# Sweeps live in $RUNS/NAME/programme (default experiments/runs, committed less their checkpoints): running this again skips finished jobs and
 # resumes interrupted ones from their checkpoints, so the programme can run in parts (nohup ... &; a kill loses at
 # most the current epoch). Extra overrides for every sweep: OVERRIDES="trainer=gpu ...". JOBS=N (default 2) runs N
 # jobs of a sweep side by side (hydra/launcher=cpu_jobs; JOBS=1: one at a time). SWEEPS_ONLY=1 trains and leaves
 # the reports for later (python src/compare.py, as below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-logs/train/multiruns}
+RUNS=${RUNS:-experiments/runs}
 JOBS=${JOBS:-2}
 ORDER=(ablate_lrn ablate_lrn_removed ablate_test_crops ablate_pooling ablate_towers ablate_dropout ablate_augmentation
   ablate_pooling_overfit ablate_activation)

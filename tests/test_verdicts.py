@@ -148,10 +148,10 @@ def test_a_verdict_no_sign_flip_test_could_reach_is_marked() -> None:
 
 @pytest.fixture
 def old_table(tmp_path: Path) -> Path:
-    """experiments/ablate_lrn's committed claim.json and report.md (written before this protocol: loss judged,
+    """experiments/archive/protocol-2/ablate_lrn (claim.json and report.md, written before this protocol: loss judged,
     no sign-flip p, no convergence record), in a folder with a README block to fill."""
     folder = tmp_path / "experiments"
-    shutil.copytree(ROOT / "experiments" / "ablate_lrn", folder / "ablate_lrn")
+    shutil.copytree(ROOT / "experiments" / "archive" / "protocol-2" / "ablate_lrn", folder / "ablate_lrn")
     (folder / "README.md").write_text("# claims\n<!-- claims:start -->\nold\n<!-- claims:end -->\nafter\n")
     return folder
 

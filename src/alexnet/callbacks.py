@@ -55,6 +55,8 @@ class TrainErrorTarget(SummaryContributor):
         self._images += len(batch[1]) * trainer.world_size
         running = sum(self.recent) / len(self.recent)
         pl_module.log("train/top1_err_running", running, on_step=True, on_epoch=False)
+        # the step's own error too: with log_every_n_steps=1 a report smooths the exact per-step curve (curves.py)
+        pl_module.log("train/top1_err_batch", self.recent[-1], on_step=True, on_epoch=False)
         if len(self.recent) < self.window:
             return
         for target in self.targets:
