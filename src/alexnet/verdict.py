@@ -24,7 +24,8 @@ REJECTIONS = ("reproduced", "smaller", "opposite", "excluded")  # the verdicts t
 
 VERDICT_RULE = (
     "Δ = ablated − reference, paired by seed (the arms of a seed share the data order, crops, flips and dropout "
-    "masks, and the initial weights where their layers have the same shapes: not the towers' arms); ratios (`×R`) are compared as Δ of log values. The paper's size is translated to this data as the "
+    "masks, and the initial weights where their layers have the same shapes: not the towers' arms); ratios (`×R`) "
+    "are compared as Δ of log values. The paper's size is translated to this data as the "
     "same relative change: Δ_paper / (the paper's error without the feature) × our ablated arm's mean. Two paired "
     "t-tests per row: p, two-sided, of Δ = 0, and p (paper's size), one-sided, of an effect as large as the "
     "paper's. **One family**: the p and p (paper's size) of every row of the claim table (experiments/README.md) "
