@@ -121,7 +121,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
 
 def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]]) -> dict:
     """What claim.json holds besides the comparisons: the runs compared, Fig. 1's chosen rates, and whether both
-    arms' runs converged (the verdict reads it)."""
+    arms converged (the verdict reads it)."""
     extra: dict = {"runs": {arm: [str(r.path) for r in rs] for arm, rs in arms.items()}}
     if claim.get("select_by"):
         extra["chosen"] = chosen_settings(runs, claim)

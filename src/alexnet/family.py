@@ -52,7 +52,7 @@ def split_reported(claim: dict[str, Any]) -> None:
 
 
 def unconverged(claim: dict[str, Any]) -> bool:
-    """The claim needs converged runs and a run of either arm failed the strict rule (convergence.py)."""
+    """The claim needs converged arms and either arm failed the strict rule (convergence.py)."""
     conv = claim.get("convergence") or {}
     return bool(conv.get("required")) and not conv.get("all_converged", True)
 
