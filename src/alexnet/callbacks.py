@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from alexnet.model import Dropout
 from alexnet.module import error_rates
+from alexnet.schema import require
 from alexnet.streams import generator, restore_state
 
 
@@ -30,11 +31,8 @@ class TrainErrorTarget(SummaryContributor):
     fast, not how far."""
 
     def __init__(self, target: float | Sequence[float] = 0.25, window: int = 20, stop: bool = True) -> None:
+        require("callbacks.train_error_target", target=target, window=window, stop=stop)
         targets = [float(t) for t in ([target] if isinstance(target, (int, float)) else target)]
-        if not targets or not all(0 < t < 1 for t in targets):
-            raise ValueError(f"target={target}: a training error in (0, 1), or a list of them")
-        if window < 1:
-            raise ValueError(f"window={window}: a number of batches >= 1")
         self.targets = sorted(set(targets), reverse=True)  # the first reached first
         self.target, self.window, self.stop = self.targets[0], window, stop
         self.recent: deque[float] = deque(maxlen=window)
@@ -98,10 +96,7 @@ class TrainEvalError(L.Callback):
     cannot be. `sample`: how many training images (null: all of them)."""
 
     def __init__(self, sample: int | None = 5000, every: int = 1, seed: int = 0) -> None:
-        if sample is not None and sample < 1:
-            raise ValueError(f"sample={sample}: a number of training images >= 1, or null for all")
-        if every < 1:
-            raise ValueError(f"every={every}: a number of epochs >= 1")
+        require("callbacks.train_eval_error", sample=sample, every=every)
         self.sample, self.every, self.seed = sample, every, seed
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
