@@ -33,7 +33,7 @@ One table that both the check and the constructors read changes none of the YAML
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -173,7 +173,6 @@ RULES: dict[str, Rule] = {
         "null, default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs",
     ),
     "speed.compile_options.backend": Rule(optional(text), "null (inductor) or a torch.compile backend's name"),
-    "train_error_sample": Rule(optional(integer(1)), "null or a number of training images >= 1"),
     "also_test_crops": Rule(list_of(one_of(1, 10)), "a list of crop counts, each 1 or 10"),
     "experiment_name": Rule(optional(text), "null or the experiment's name (conf/experiment/)"),
     "arm": Rule(optional(text), "null or one of the experiment's arms"),
@@ -268,7 +267,9 @@ RULES: dict[str, Rule] = {
     "callbacks.train_error_target.window": Rule(integer(1), "a number of batches >= 1"),
     "callbacks.train_error_target.stop": BOOL,
     "callbacks.train_eval_error.sample": Rule(optional(integer(1)), "null (every training image) or a number >= 1"),
-    "callbacks.train_eval_error.every": Rule(integer(1), "a number of epochs >= 1"),
+    "callbacks.train_eval_error.every": Rule(
+        optional(integer(1)), "null (once, after training) or a number of epochs >= 1"
+    ),
     "logger.wandb.mode": Rule(one_of("auto", "online", "offline", "disabled"), "auto, online, offline or disabled"),
 }
 
@@ -289,7 +290,11 @@ RELATIONS: tuple[Relation, ...] = (
              "{0} with {1}: allowed a val/ metric, or test=true"),
 )  # fmt: skip
 
-REMOVED: dict[str, str] = {}
+REMOVED = {
+    "train_error_sample": "the eval-mode training error is callbacks.train_eval_error: callbacks.train_eval_error."
+    "sample=N training images (after training, of the tested weights: summary.json's train_eval; with every=K also "
+    "every K epochs), or callbacks.train_eval_error=null for none",
+}
 
 
 def plain(value: Any) -> Any:
@@ -354,4 +359,14 @@ def unknown_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:
         else:
             where = f"the keys of {prefix}" if prefix else "the top-level keys"
             problems.append(f"{key}: no such key ({where}: {', '.join(known)})")
+    return problems
+
+
+def removed_overrides(overrides: Iterable[str]) -> list[str]:
+    """Command-line overrides of a REMOVED key (Hydra would only say the key is not in the config), as messages."""
+    problems = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if not override.startswith("-") and key in REMOVED:
+            problems.append(f"{override}: removed; {REMOVED[key]}")
     return problems
