@@ -34,9 +34,25 @@ One table that both the check and the constructors read changes none of the YAML
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from alexnet.rules import (
+    Relation,
+    Rule,
+    boolean,
+    errors,
+    integer,
+    is_int,
+    limit,
+    list_of,
+    milestones,
+    number,
+    one_of,
+    optional,
+    text,
+)
 
 # the validation metrics the module logs (alexnet.module.AlexNetModule): what a schedule or checkpoint can watch
 VAL_METRICS = ("val/top1_err", "val/top5_err", "val/loss")
@@ -51,88 +67,6 @@ FREE = {
     "paths": "where data and runs live (conf/paths/default.yaml)",
     "hydra": "Hydra's own settings",
 }
-
-
-def shown(value: Any) -> str:
-    """A value as a message shows it: true, false and null as the command line writes them, the rest as Python."""
-    if value is None or isinstance(value, bool):
-        return {True: "true", False: "false", None: "null"}[value]
-    return repr(value)
-
-
-class Rule(NamedTuple):
-    ok: Callable[[Any], bool]
-    allowed: str  # what the message says is allowed
-    show: Callable[[Any], str] = shown  # how the message shows a value
-
-
-class Relation(NamedTuple):
-    """A rule between keys, checked when all of them are there and each is allowed on its own. `problem` is the
-    message, with each key's `key=value` as {0}, {1}, ..."""
-
-    keys: tuple[str, ...]
-    ok: Callable[..., bool]
-    problem: str
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def boolean(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def text(v: Any) -> bool:
-    return isinstance(v, str) and v != ""
-
-
-def integer(low: int) -> Callable[[Any], bool]:
-    return lambda v: _is_int(v) and v >= low
-
-
-def number(low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False):
-    def ok(v: Any) -> bool:
-        if not _is_number(v):
-            return False
-        above = v > low if low_open else v >= low
-        below = v < high if high_open else v <= high
-        return above and below
-
-    return ok
-
-
-def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def one_of(*choices: Any) -> Callable[[Any], bool]:
-    return lambda v: any(v == c and (type(v) is type(c) or _is_number(v) and _is_number(c)) for c in choices)
-
-
-def list_of(check: Callable[[Any], bool], length: int | None = None, non_empty: bool = False):
-    def ok(v: Any) -> bool:
-        return (isinstance(v, list | tuple) and all(check(x) for x in v) and (length is None or len(v) == length)
-                and (bool(v) or not non_empty))  # fmt: skip
-
-    return ok
-
-
-def limit(v: Any) -> bool:  # a Trainer limit_*_batches: null, a number of batches, or a fraction
-    return v is None or _is_int(v) and v >= 0 or isinstance(v, float) and 0.0 <= v <= 1.0
-
-
-def errors(v: Any) -> bool:  # one training error in (0, 1), or a non-empty list of them
-    one = number(0, 1, low_open=True, high_open=True)
-    return list_of(one, non_empty=True)(v) if isinstance(v, list | tuple) else one(v)
-
-
-def milestones(v: Any) -> bool:
-    return list_of(integer(1))(v) and list(v) == sorted(set(v))
 
 
 def in_this_process(strategy: Any) -> bool:
@@ -244,7 +178,7 @@ RULES: dict[str, Rule] = {
     "scheduler.max_reductions": Rule(integer(0), "an integer >= 0 (the paper: 3)"),
     "scheduler.milestones": Rule(milestones, "a list of increasing epoch counts >= 1, e.g. [8, 11]"),
     "scheduler.warmup_epochs": Rule(integer(0), "a number of epochs >= 0, at most the first milestone"),
-    "trainer.max_epochs": Rule(lambda v: v == -1 and _is_int(v) or integer(1)(v), "an integer >= 1, or -1 (no limit)"),
+    "trainer.max_epochs": Rule(lambda v: v == -1 and is_int(v) or integer(1)(v), "an integer >= 1, or -1 (no limit)"),
     "trainer.min_epochs": Rule(optional(integer(0)), "null or an integer >= 0"),
     "trainer.check_val_every_n_epoch": Rule(optional(integer(1)), "null or an integer >= 1"),
     "trainer.log_every_n_steps": Rule(integer(1), "an integer >= 1"),
