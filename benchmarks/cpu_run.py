@@ -73,7 +73,7 @@ def run(overrides: list[str], batches: int, test_batches: int, out: Path) -> dic
            f"trainer.limit_train_batches={batches}", f"trainer.limit_test_batches={test_batches}",
            "+trainer.profiler._target_=cpu_run.RecordingProfiler", f"+trainer.profiler.json_path={profile}",
            "+trainer.num_sanity_val_steps=0",  # validation inside the epoch only: the loop's rest is what remains
-           "logger=csv", "train_error_sample=2000", *overrides]  # fmt: skip
+           "logger=csv", "callbacks.train_eval_error.sample=2000", *overrides]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'benchmarks'}:{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:

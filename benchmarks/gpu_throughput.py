@@ -232,7 +232,7 @@ def embedded_sweep(jobs: int, epochs: int, cpu: bool, timeout: float) -> dict:
                f"hydra.launcher.n_jobs={jobs}", "experiment=ablate_lrn", "arm=lrn", "logger=csv",
                f"seed={seeds}", f"trainer.max_epochs={epochs}", "test=false", "also_test_crops=[]",
                "data.augment_on=device", "data.resident=true", "callbacks.progress_bar=null",
-               "callbacks.train_eval_error=null", "train_error_sample=null", f"hydra.sweep.dir={out}"]  # fmt: skip
+               "callbacks.train_eval_error=null", f"hydra.sweep.dir={out}"]  # fmt: skip
     if not cpu:
         command.append("trainer=gpu")
     else:

@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     common = [f"data.train_subset={args.subset}", f"trainer.max_epochs={args.epochs}", f"seed={args.seed}",
-              "scheduler=none", "test=false", "train_error_sample=null", "callbacks.progress_bar=null",
+              "scheduler=none", "test=false", "callbacks.train_eval_error=null", "callbacks.progress_bar=null",
               "callbacks.model_summary=null", "logger=csv"]  # fmt: skip
     print(f"embedded net, {args.subset} training images, {args.epochs} epochs, seed {args.seed}, constant lr")
     with tempfile.TemporaryDirectory() as tmp:

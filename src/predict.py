@@ -1,4 +1,5 @@
 """Classify image files with a finished run: python src/predict.py IMAGE [IMAGE ...] run_dir=PATH [test_crops=1|10]
+(or images=[IMAGE,...] as an override)
 
 Each image is preprocessed exactly as the run's test images (the data module's own loading, its training-set
 mean, the run's centre-crop or 10-crop setting) and the top classes are printed with their names."""
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra._internal.utils import get_args_parser  # Hydra's own command line: its flags, and which take a value
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -20,21 +22,26 @@ from alexnet.errors import ConfigError, DataError  # noqa: E402
 from alexnet.runtime import register_resolvers  # noqa: E402
 from alexnet.utils import write_json  # noqa: E402
 
-# Hydra's flags that take the next argument as their value (`--cfg job`, `-cn predict`, ...)
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                    "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}  # fmt: skip
-
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Image paths (existing files, or arguments without '=') apart from Hydra's overrides, flags and their values."""
-    images, hydra_args, value_of_flag = [], [], False
-    for a in argv:
-        if value_of_flag or a.startswith("-") or ("=" in a and not Path(a).is_file()):
-            hydra_args.append(a)
-            value_of_flag = a in FLAGS_WITH_VALUE
+    """Image paths apart from Hydra's arguments. Hydra's own parser reads the command line (so each flag takes its
+    value as it does in Hydra); of the arguments it takes for overrides, one that names an existing file or has no
+    '=' is an image. The rest go on to Hydra in their order, its flags first: with the images taken out, the
+    overrides are one run of arguments, as Hydra's parser wants them."""
+    parsed = get_args_parser().parse_intermixed_args(argv)  # a malformed command line: Hydra's own usage error
+    values = {v for k, v in vars(parsed).items() if k != "overrides" and isinstance(v, str)}  # what the flags took
+    positional = list(parsed.overrides)
+    images, flags, overrides = [], [], []
+    for i, arg in enumerate(argv):
+        value_of_flag = i > 0 and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and arg in values
+        if positional and arg == positional[0] and not value_of_flag:
+            positional.pop(0)
+            (images if Path(arg).is_file() or "=" not in arg else overrides).append(arg)
         else:
-            images.append(a)
-    return images, hydra_args
+            flags.append(arg)
+    if positional:  # the arguments could not be matched to what Hydra's parser read: say so rather than guess
+        sys.exit(f"error: cannot tell the images in {argv} apart from Hydra's arguments: name them with images=[...]")
+    return images, flags + overrides
 
 
 IMAGES: list[str] = []  # the positional arguments, taken out of sys.argv before Hydra parses it

@@ -16,6 +16,7 @@ from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (p
 from alexnet.pipeline import train  # noqa: E402
 from alexnet.resume import resume_argv  # noqa: E402
 from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.schema import removed_overrides  # noqa: E402
 from alexnet.sweeps import run_job  # noqa: E402
 from alexnet.utils import apply_extras  # noqa: E402
 
@@ -51,4 +52,6 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     register_resolvers()  # ${alexnet.run_id:}, the run directory's name (conf/hydra/default.yaml)
     sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides, directory and newest checkpoint
+    for removed in removed_overrides(sys.argv[1:]):  # Hydra would say only that the key is not in the config
+        sys.exit(f"error: {removed}")
     main()

@@ -18,7 +18,7 @@ def test_a_misspelt_key_is_a_config_error_naming_the_group(train_cfg) -> None:
 
 def test_a_value_our_constructor_refuses_is_a_config_error() -> None:
     node = OmegaConf.create({"_target_": "alexnet.optim.MilestoneSchedule", "milestones": [3, 2]})
-    with pytest.raises(ConfigError, match=r"^scheduler: milestones=\[3, 2\]: increasing epoch counts"):
+    with pytest.raises(ConfigError, match=r"^scheduler: milestones=\[3, 2\]: allowed a list of increasing epoch"):
         instantiate("scheduler", node)
 
 

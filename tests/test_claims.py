@@ -27,7 +27,7 @@ def _by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
 def test_a_converged_budget_run_records_what_the_verdict_needs(train_here) -> None:
     _, run_dir = train_here(
         "experiment=ablate_lrn", "arm=lrn", "debug=fast", "trainer.max_epochs=3", "scheduler.milestones=[1,2]",
-        "callbacks.train_eval_error.sample=64", "train_error_sample=64", "data.train_subset=300",
+        "callbacks.train_eval_error.sample=64", "data.train_subset=300",
         "trainer.limit_train_batches=null",
     )  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -8,6 +8,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 
+from alexnet import AlexNet, LocalResponseNorm
+from alexnet.callbacks import TrainEvalError
+from alexnet.checks import check_config
+from alexnet.data import FashionMNISTDataModule
+from alexnet.optim import PaperSGD, PlateauSchedule
 from alexnet.pipeline import ConfigError, build
 from conftest import CONF, compose_train, data_overrides
 
@@ -108,6 +113,11 @@ def test_defaults_are_the_papers_recipe(tmp_path: Path) -> None:
         ("scheduler.factor=2", ["scheduler", "factor=2"]),
         ("scheduler.monitor=val/acc", ["scheduler", "monitor='val/acc'", "val/top1_err"]),
         ("+model.dropuot=0.1", ["model", "dropuot"]),
+        ("+data.augment.crop=false", ["data", "augment.crop: no such key", "random_crop"]),
+        # keys outside the groups: the schema's (alexnet/schema.py)
+        ("+lr=0.1", ["lr: no such key", "optimizer", "seed"]),
+        ("+speed.compiled=true", ["speed.compiled: no such key", "channels_last"]),
+        ("+train_error_sample=64", ["train_error_sample: removed", "callbacks.train_eval_error.sample"]),
     ],
 )
 def test_bad_values_are_named(override: str, words: list[str], train_cfg) -> None:
@@ -116,6 +126,30 @@ def test_bad_values_are_named(override: str, words: list[str], train_cfg) -> Non
         build(cfg)
     for word in words:
         assert word in str(e.value)
+
+
+def test_free_form_blocks_take_any_key(train_cfg) -> None:
+    assert not check_config(train_cfg("experiment=ablate_lrn", "+claim.note=x", "+arms.lrn.extra=1"))
+
+
+@pytest.mark.parametrize(
+    "key, value, construct",
+    [
+        ("model.dropout", 1.5, lambda v: AlexNet(dropout=v)),
+        ("model.lrn.beta", -1, lambda v: LocalResponseNorm(beta=v)),
+        ("optimizer.momentum", 1, lambda v: PaperSGD([torch.zeros(1, requires_grad=True)], momentum=v)),
+        ("scheduler.factor", 2, lambda v: PlateauSchedule(factor=v)),
+        ("data.batch_size", 0, lambda v: FashionMNISTDataModule("unused", batch_size=v)),
+        ("callbacks.train_eval_error.every", 0, lambda v: TrainEvalError(every=v)),
+    ],
+)
+def test_the_check_and_the_constructor_state_a_rule_in_the_same_words(key, value, construct, train_cfg) -> None:
+    # one rule (alexnet/schema.py): the config check names the key's whole path, the constructor the key below its
+    # group, which build.instantiate names
+    problems = [p for p in check_config(train_cfg(f"{key}={value}")) if p.startswith(f"{key}=")]
+    with pytest.raises(ValueError) as e:
+        construct(value)
+    assert problems == [f"{key.split('.', 1)[0]}.{e.value}"]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +199,8 @@ BAD_OVERRIDES = [
     ("trainer.precision=8-bit", ["trainer.precision='8-bit'", "bf16-mixed"]),
     ("trainer.min_epochs=20", ["trainer.min_epochs=20 > trainer.max_epochs=15"]),
     ("seed=abc", ["seed='abc'", "integer"]),
-    ("train_error_sample=0", ["train_error_sample=0", ">= 1"]),
+    ("callbacks.train_eval_error.sample=0", ["callbacks.train_eval_error.sample=0", ">= 1"]),
+    ("train_error_sample=64", ["train_error_sample=64: removed", "callbacks.train_eval_error.sample=N"]),
     ("also_test_crops=[5]", ["also_test_crops=[5]", "1 or 10"]),
     ("model.devices=[cpu]", ["model.devices=['cpu']", "two devices"]),
     ("data.train_subset=0", ["data.train_subset=0", ">= 1"]),

@@ -338,8 +338,8 @@ def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) ->
     env.update(HOME=str(home), WANDB_BASE_URL="http://127.0.0.1:9")
     proc = run_script(
         "train.py", "-m", "experiment=ablate_lrn", *data_overrides(fmnist_dir), "debug=fast",
-        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "train_error_sample=64", "data.train_subset=300",
-        "trainer.max_epochs=2",
+        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "callbacks.train_eval_error.sample=64",
+        "data.train_subset=300", "trainer.max_epochs=2",
         f"hydra.sweep.dir={sweep}",
         env=env, timeout=300,
     )  # fmt: skip
@@ -527,7 +527,8 @@ def test_fig1_callback_reports_a_target_never_reached(train_here) -> None:
 
 def test_test_crops_experiment_tests_the_same_weights_both_ways(train_here, tmp_path: Path) -> None:
     # one epoch: what is compared is one set of weights tested two ways, whatever training reached
-    crops = ["data.test_crops=10", "also_test_crops=[1]", "train_error_sample=64", "trainer.max_epochs=1"]
+    crops = ["data.test_crops=10", "also_test_crops=[1]", "callbacks.train_eval_error.sample=64",
+             "trainer.max_epochs=1"]
     _, run_dir = train_here(*crops)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["test_by_crops"]) == {"10", "1"} and summary["test"] == summary["test_by_crops"]["10"]

@@ -183,7 +183,7 @@ def test_split_run_equals_the_grouped_run_with_dropout_on(tmp_path: Path, fmnist
         overrides = [*data_overrides(fmnist_dir), "debug=fast", "seed=1", f"model.devices={devices}",
                      "model.width=0.125", "model.fc_width=64", "data.batch_size=32", "data.test_crops=1",
                      "callbacks.model_summary=null", "callbacks.progress_bar=null", "logger=none",
-                     "train_error_sample=64"]  # fmt: skip
+                     "callbacks.train_eval_error.sample=64"]  # fmt: skip
         cfg = compose_train(overrides, tmp_path / name)
         assert cfg.model.dropout == 0.5
         train(cfg)
@@ -197,8 +197,8 @@ def test_split_run_equals_the_grouped_run_with_dropout_on(tmp_path: Path, fmnist
     # dropout did act: the same run without it differs
     cfg = compose_train([*data_overrides(fmnist_dir), "debug=fast", "seed=1", "model.dropout=0", "model.width=0.125",
                          "model.fc_width=64", "data.batch_size=32", "data.test_crops=1", "logger=none",
-                         "callbacks.model_summary=null", "callbacks.progress_bar=null", "train_error_sample=64"],
-                        tmp_path / "nodrop")  # fmt: skip
+                         "callbacks.model_summary=null", "callbacks.progress_bar=null",
+                         "callbacks.train_eval_error.sample=64"], tmp_path / "nodrop")  # fmt: skip
     train(cfg)
     nodrop = json.loads((tmp_path / "nodrop" / "summary.json").read_text())
     assert nodrop["final_val"] != summaries["grouped"]["final_val"]

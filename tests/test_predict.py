@@ -57,3 +57,16 @@ def test_a_hydra_flag_value_is_not_taken_for_an_image(tmp_path: Path, run_cli) -
     proc = run_cli("predict.py", str(tmp_path / "a.png"), "--cfg", "job", "run_dir=somewhere", "top=3")
     assert proc.returncode == 0, proc.stderr[-2000:]  # Hydra prints the job config and exits
     assert "top: 3" in proc.stdout and "run_dir: somewhere" in proc.stdout and "cannot be decoded" not in proc.stderr
+
+
+def test_a_hydra_flag_with_a_value_among_the_images(fast_run, tmp_path: Path, run_cli) -> None:
+    # -cn's value is the config's name, not an image; the image after it is not -cn's value: Hydra's own parser
+    # says which argument is a flag's value
+    _, run_dir = fast_run
+    Image.fromarray(make_fashion_like(1, seed=6)[0][0].numpy().astype(np.uint8)).save(tmp_path / "shirt.png")
+    proc = run_cli("predict.py", "-cn", "predict", str(tmp_path / "shirt.png"), f"run_dir={run_dir}",
+                   "--config-name", "predict", "top=2", f"hydra.run.dir={tmp_path}/predict")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "predict" / "predictions.json").read_text())
+    assert list(report["predictions"]) == [str(tmp_path / "shirt.png")]
+    assert len(report["predictions"][str(tmp_path / "shirt.png")]) == 2

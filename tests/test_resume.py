@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import ROOT, data_overrides, run_script, train_in_process
 
 SMALL = ["model.width=0.125", "model.fc_width=64", "data.batch_size=4", "data.test_crops=1", "test=false",
-         "train_error_sample=null", "trainer.max_epochs=3", "seed=7", "callbacks.progress_bar=null",
+         "callbacks.train_eval_error=null", "trainer.max_epochs=3", "seed=7", "callbacks.progress_bar=null",
          "callbacks.model_summary=null"]  # fmt: skip
 
 
@@ -167,6 +168,26 @@ def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(
     assert out.count("finished: skipping it") == 2 and f"resuming {sweep / 'seed3'}" in out
     summaries = [json.loads((sweep / f"seed{s}" / "summary.json").read_text()) for s in (1, 2, 3, 4)]
     assert [s["seed"] for s in summaries] == [1, 2, 3, 4] and all(s["epochs"] == 2 for s in summaries)
+
+
+def test_a_run_from_before_callbacks_train_eval_error_is_the_same_run(train_cfg, tmp_path: Path) -> None:
+    """A run directory of the code before the callback held the eval-mode training error (top-level
+    train_error_sample, no callbacks.train_eval_error): a rerun sweep still skips it, or resumes it."""
+    from alexnet.resume import existing_run
+
+    cfg = train_cfg()
+    old = OmegaConf.to_container(cfg, resolve=True)
+    del old["callbacks"]["train_eval_error"]
+    old["train_error_sample"] = 10000
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    assert existing_run(cfg, run) == ("finished", None)
+    old["model"]["dropout"] = 0.3  # what the run computed still counts
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    with pytest.raises(ValueError, match=r"differs in model\.dropout\)"):
+        existing_run(cfg, run)
 
 
 def test_a_directory_holding_another_run_is_named(train_here, train_run) -> None:

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from alexnet.checks import check_config
 from conftest import CONF, data_overrides, run_script, write_fashion_mnist
 
-QUICK = ["debug=fast", "train_error_sample=64"]
+QUICK = ["debug=fast", "callbacks.train_eval_error.sample=64"]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,8 @@ def test_an_optuna_search_minimises_the_optimized_metric_of_the_config(tmp_path:
     sweep = tmp_path / "search"
     proc = run_script(
         "train.py", "hparams_search=embedded_optuna", "hydra.sweeper.n_trials=2", "optimized_metric=val/loss",
-        *data_overrides(fmnist_dir), "debug=fast", "train_error_sample=null", "test=false", f"hydra.sweep.dir={sweep}",
+        *data_overrides(fmnist_dir), "debug=fast", "callbacks.train_eval_error=null", "test=false",
+        f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -177,7 +178,7 @@ def test_logger_tensorboard_writes_the_runs_curves(train_run) -> None:
 
 
 def test_debug_profiler_writes_the_time_of_each_stage(train_run) -> None:
-    proc, run_dir = train_run("debug=profiler", "train_error_sample=64")
+    proc, run_dir = train_run("debug=profiler", "callbacks.train_eval_error.sample=64")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (run_dir / "fit-profile.txt").read_text()
     assert "FIT Profiler Report" in report and "run_training_epoch" in report and "run_training_batch" in report
@@ -187,7 +188,8 @@ def test_debug_profiler_writes_the_time_of_each_stage(train_run) -> None:
 def test_debug_limit_runs_a_few_epochs_of_a_few_batches(train_run) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         limit = compose("train", overrides=["debug=limit"]).trainer
-    proc, run_dir = train_run("debug=limit", "data.batch_size=8", "train_error_sample=64")  # 500 images: 63 batches
+    # 500 images: 63 batches
+    proc, run_dir = train_run("debug=limit", "data.batch_size=8", "callbacks.train_eval_error.sample=64")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(run_dir)
     assert summary["epochs"] == limit.max_epochs and summary["steps"] == limit.max_epochs * limit.limit_train_batches
@@ -195,7 +197,7 @@ def test_debug_limit_runs_a_few_epochs_of_a_few_batches(train_run) -> None:
 
 
 def test_debug_fdr_runs_one_batch_of_each_stage(train_run) -> None:
-    proc, run_dir = train_run("debug=fdr", "train_error_sample=64")
+    proc, run_dir = train_run("debug=fdr", "callbacks.train_eval_error.sample=64")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(run_dir)
     assert summary["steps"] == 1 and summary["best_val"] and summary["test"]

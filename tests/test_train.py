@@ -77,6 +77,7 @@ def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) 
     summary = read_summary(run_dir)
     assert summary["steps"] == 3 and summary["epochs"] == 1 and summary["best_epoch"] == 0
     assert set(summary["test"]) == {"test/loss", "test/top1_err", "test/top5_err"}
+    assert set(summary["train_eval"]) == {"top1_err", "top5_err"}  # callbacks.train_eval_error, after the test
     # the best checkpoint on the first 2 test batches of 32 (debug=fast), centre crop: the same numbers by hand
     by_hand = metrics_by_hand(run_dir / "checkpoints/best.ckpt", crops=1, images=64)
     assert summary["test"] == pytest.approx(by_hand, rel=1e-5, abs=1e-6)
@@ -161,7 +162,8 @@ def test_resume_from_last_checkpoint_continues_the_run(train_here) -> None:
 @pytest.mark.slow
 def test_paper_net_runs_end_to_end_on_synthetic_data(train_here) -> None:
     # the training error in eval mode on 8 images, not all 512: the same steps, far fewer paper-net forward passes
-    paper = ["model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4", "train_error_sample=8"]
+    paper = ["model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4",
+             "callbacks.train_eval_error.sample=8"]
     _, run_dir = train_here(*paper, generated_data=False)
     summary = read_summary(run_dir)
     assert summary["parameters"] == 60_965_224 and summary["steps"] == 3
@@ -220,7 +222,7 @@ def test_end_to_end_on_the_real_fashion_mnist(tmp_path: Path, run_cli) -> None:
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=150",
         "data.test_crops=1",
-        "train_error_sample=1000",
+        "callbacks.train_eval_error.sample=1000",
         f"data.data_dir={tmp_path}/empty",
         f"hydra.run.dir={tmp_path}/run",
         cwd=ROOT,

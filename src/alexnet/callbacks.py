@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from alexnet.model import Dropout
 from alexnet.module import error_rates
+from alexnet.schema import require
 from alexnet.streams import generator, restore_state
 
 
@@ -30,11 +31,8 @@ class TrainErrorTarget(SummaryContributor):
     fast, not how far."""
 
     def __init__(self, target: float | Sequence[float] = 0.25, window: int = 20, stop: bool = True) -> None:
+        require("callbacks.train_error_target", target=target, window=window, stop=stop)
         targets = [float(t) for t in ([target] if isinstance(target, (int, float)) else target)]
-        if not targets or not all(0 < t < 1 for t in targets):
-            raise ValueError(f"target={target}: a training error in (0, 1), or a list of them")
-        if window < 1:
-            raise ValueError(f"window={window}: a number of batches >= 1")
         self.targets = sorted(set(targets), reverse=True)  # the first reached first
         self.target, self.window, self.stop = self.targets[0], window, stop
         self.recent: deque[float] = deque(maxlen=window)
@@ -93,25 +91,31 @@ class TrainErrorTarget(SummaryContributor):
 
 
 class TrainEvalError(L.Callback):
-    """After every `every` epochs, the error and loss of the current weights on a fixed sample of the training
-    images as the test sees them (eval mode: no dropout; centre crop, no flip, no colour noise), logged as
-    `train_eval/top1_err` and `train_eval/loss` beside `val/...`. Set against the validation error of the same
-    weights it is the overfitting gap, epoch by epoch; the running training error under dropout and augmentation
-    cannot be. `sample`: how many training images (null: all of them)."""
+    """The error of the weights on a fixed sample of the training images as the test sees them (eval mode: no
+    dropout; centre crop, no flip, no colour noise). Set against the validation or test error of the same weights
+    it is the overfitting gap, which the running training error under dropout and augmentation cannot give.
 
-    def __init__(self, sample: int | None = 5000, every: int = 1, seed: int = 0) -> None:
-        if sample is not None and sample < 1:
-            raise ValueError(f"sample={sample}: a number of training images >= 1, or null for all")
-        if every < 1:
-            raise ValueError(f"every={every}: a number of epochs >= 1")
+    - After training, of the weights the run tested (the best checkpoint; without a test, the final weights):
+      the pipeline calls `measure` once the tests are done and records it as summary.json's `train_eval`.
+    - With `every`, also after every `every` epochs, of that epoch's weights: `train_eval/top1_err`, `top5_err`
+      and `loss` in the logs, beside `val/...` (the overfitting gap epoch by epoch).
+
+    `sample`: how many training images, the same ones every time (null: all of them)."""
+
+    def __init__(self, sample: int | None = 10000, every: int | None = None, seed: int = 0) -> None:
+        require("callbacks.train_eval_error", sample=sample, every=every)
         self.sample, self.every, self.seed = sample, every, seed
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every and not trainer.should_stop:
-            return
-        datamodule = trainer.datamodule
+    def measure(self, module: L.LightningModule, datamodule: L.LightningDataModule, loss: bool = False
+                ) -> dict[str, float]:  # fmt: skip
+        """Top-1 and top-5 error (with `loss`, the loss too) of `module`'s weights as they are now, on the sample."""
         n = len(datamodule.sources["train"]) if self.sample is None else self.sample
-        rates = error_rates(pl_module, datamodule.train_sample_dataloader(n, self.seed), loss=True)
+        return error_rates(module, datamodule.train_sample_dataloader(n, self.seed), loss=loss)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every is None or (trainer.current_epoch + 1) % self.every and not trainer.should_stop:
+            return
+        rates = self.measure(pl_module, trainer.datamodule, loss=True)
         # computed on every process alike (one sample), so no syncing is needed
         pl_module.log_dict({f"train_eval/{k}": v for k, v in rates.items()}, on_step=False, on_epoch=True)
 

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-MODES = ("auto", "online", "offline", "disabled")
+from alexnet.schema import require
 
 
 def has_credentials() -> bool:
@@ -42,8 +42,7 @@ def server_reachable(timeout: float = 2.0) -> bool:
 def resolve_mode(mode: str) -> str:
     """auto: WANDB_MODE if the user set it; online with credentials and a reachable server; else offline,
     which never prompts for a key and makes no network call; `wandb sync` uploads the run later."""
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: allowed {', '.join(MODES)}")
+    require("logger.wandb", mode=mode)
     if mode != "auto":
         return mode
     if os.environ.get("WANDB_MODE"):

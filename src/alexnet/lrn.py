@@ -33,10 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LocalResponseNorm", "local_response_norm"]
+from alexnet.schema import require
 
-LRN_CONVENTIONS = ("paper", "cuda_convnet")
-LRN_MODES = ("normalise", "constant")
+__all__ = ["LocalResponseNorm", "local_response_norm"]
 
 # On CPU, rows of (maps x pixels) are processed in blocks of about this many elements per thread (4 MiB of
 # float32), so that the dozen elementwise passes over a block hit the cache rather than memory. Smaller blocks
@@ -74,18 +73,7 @@ class LocalResponseNorm(nn.Module):
         mode: str = "normalise",
     ) -> None:
         super().__init__()
-        if alpha_convention not in LRN_CONVENTIONS:
-            raise ValueError(f"lrn.alpha_convention={alpha_convention!r}: allowed {LRN_CONVENTIONS}")
-        if mode not in LRN_MODES:
-            raise ValueError(f"lrn.mode={mode!r}: allowed {LRN_MODES}")
-        for key, value, ok, allowed in (
-            ("n", n, isinstance(n, int) and not isinstance(n, bool) and n >= 1, "an integer >= 1 (the paper: 5)"),
-            ("k", k, isinstance(k, int | float) and k > 0, "a number > 0 (the paper: 2)"),
-            ("alpha", alpha, isinstance(alpha, int | float) and alpha >= 0, "a number >= 0 (the paper: 1e-4)"),
-            ("beta", beta, isinstance(beta, int | float) and beta > 0, "a number > 0 (the paper: 0.75)"),
-        ):
-            if not ok:
-                raise ValueError(f"lrn.{key}={value!r}: must be {allowed}")
+        require("model.lrn", n=n, alpha=alpha, beta=beta, k=k, alpha_convention=alpha_convention, mode=mode)
         self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
         self.alpha_convention, self.groups, self.mode = alpha_convention, groups, mode
         # the coefficient of the sum of squares in the denominator

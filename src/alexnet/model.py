@@ -15,15 +15,12 @@ import torch
 from torch import nn
 
 from alexnet.lrn import LocalResponseNorm
+from alexnet.schema import require
 
 # Kernels per conv layer in the paper's net (both towers together), Figure 2.
 PAPER_CONV_CHANNELS = (96, 256, 384, 384, 256)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}  # (z, s) of §3.4
-POOL_EDGES = ("floor", "cover")
-TOWERS = ("two", "one")
-INITS = ("paper", "gain_matched", "kaiming")
-DROPOUT_STYLES = ("paper", "inverted")
 # Fan-in of every layer of the paper's net (kernel area x input maps per tower, Figure 2): the gain_matched
 # init scales N(0, 0.01) by sqrt(paper fan-in / this net's fan-in), so that a smaller net's signal keeps the
 # size it has in the paper's net; on the paper's net itself it is the paper's init exactly.
@@ -46,8 +43,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5, style: str = "paper") -> None:
         super().__init__()
-        if style not in DROPOUT_STYLES:
-            raise ValueError(f"dropout_style={style!r}: allowed {DROPOUT_STYLES}")
+        require("model", dropout=p, dropout_style=style)
         self.p, self.style = p, style
         self.generator: torch.Generator | None = None  # the run's dropout stream (callbacks.RandomStreams)
 
@@ -123,18 +119,9 @@ class AlexNet(nn.Module):
         pool_edges: str = "floor",
     ) -> None:
         super().__init__()
-        for key, value, allowed in (
-            ("activation", activation, tuple(ACTIVATIONS)),
-            ("pooling", pooling, tuple(POOLINGS)),
-            ("towers", towers, TOWERS),
-            ("init", init, INITS),
-            ("dropout_style", dropout_style, DROPOUT_STYLES),
-            ("pool_edges", pool_edges, POOL_EDGES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{key}={value!r}: allowed {allowed}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout}: must be in [0, 1); 0 turns dropout off")
+        require("model", width=width, fc_width=fc_width, stem_kernel=stem_kernel, stem_stride=stem_stride,
+                stem_padding=list(stem_padding), activation=activation, pooling=pooling, dropout=dropout,
+                dropout_style=dropout_style, towers=towers, init=init, pool_edges=pool_edges)  # fmt: skip
         lrn = {"enabled": True, **(lrn or {})}
 
         g = 2 if towers == "two" else 1

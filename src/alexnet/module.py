@@ -38,8 +38,6 @@ def average_softmax(logits: torch.Tensor, crops: int) -> torch.Tensor:
 
 
 class AlexNetModule(L.LightningModule):
-    VAL_METRICS = ("val/top1_err", "val/top5_err", "val/loss")  # what a schedule or checkpoint can watch
-
     def __init__(
         self,
         net: nn.Module,

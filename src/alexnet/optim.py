@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from alexnet.schema import require
+
 
 class PaperSGD(torch.optim.Optimizer):
     """Eq. 3-4 of §5, exactly:  v <- m*v - wd*lr*w - lr*dL/dw ;  w <- w + v.
@@ -28,12 +30,7 @@ class PaperSGD(torch.optim.Optimizer):
         weight_decay: float = 5e-4,
         foreach: bool = True,
     ) -> None:
-        if lr <= 0:
-            raise ValueError(f"lr={lr}: must be > 0")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum={momentum}: must be in [0, 1)")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay={weight_decay}: must be >= 0")
+        require("optimizer", lr=lr, momentum=momentum, weight_decay=weight_decay)
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
         self.foreach = foreach  # one multi-tensor kernel per operation and group, instead of one per tensor
 
@@ -104,10 +101,8 @@ class PlateauSchedule(RateSchedule):
         threshold: float = 1e-4,
         max_reductions: int = 3,
     ) -> None:
-        if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor={factor}: must be in (0, 1)")
-        if patience < 0 or max_reductions < 0:
-            raise ValueError("patience and max_reductions must be >= 0")
+        require("scheduler", monitor=monitor, factor=factor, patience=patience, threshold=threshold,
+                max_reductions=max_reductions)  # fmt: skip
         self.monitor, self.factor, self.patience = monitor, factor, patience
         self.threshold, self.max_reductions = threshold, max_reductions
         self.reductions = 0
@@ -184,12 +179,7 @@ class MilestoneSchedule(RateSchedule):
     chance in its first epoch in 2 of 5 seeds, and a comparison of regularisers must not hinge on that."""
 
     def __init__(self, milestones: list[int], factor: float = 0.1, warmup_epochs: int = 0) -> None:
-        if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor={factor}: must be in (0, 1)")
-        if any(m < 1 for m in milestones) or list(milestones) != sorted(set(milestones)):
-            raise ValueError(f"milestones={list(milestones)}: increasing epoch counts >= 1")
-        if warmup_epochs < 0 or (milestones and warmup_epochs > milestones[0]):
-            raise ValueError(f"warmup_epochs={warmup_epochs}: must be in [0, the first milestone]")
+        require("scheduler", milestones=list(milestones), factor=factor, warmup_epochs=warmup_epochs)
         self.milestones, self.factor, self.warmup_epochs = list(milestones), factor, warmup_epochs
         self.base_lrs: list[float] | None = None
 

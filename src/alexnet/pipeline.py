@@ -17,13 +17,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.build import build, build_data, check_arm, check_values, instantiate, tower_placement
-from alexnet.callbacks import SummaryContributor
+from alexnet.callbacks import SummaryContributor, TrainEvalError
 from alexnet.checkpoints import checkpoint_step, load_checkpoint, rebuild
 from alexnet.crop_tests import test_each_crop_count, test_title
 from alexnet.data import ImageDataModule
 from alexnet.errors import ConfigError, Interrupted, Requeued
 from alexnet.loggers import finish_wandb
-from alexnet.module import AlexNetModule, error_rates
+from alexnet.module import AlexNetModule
 from alexnet.optim import RateSchedule
 from alexnet.record import RunRecord, fidelity_choices
 from alexnet.resume import existing_run, prune_metrics
@@ -73,11 +73,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         )
 
     train_eval: dict[str, float] = {}
-    if cfg.get("train_error_sample") and trainer.is_global_zero:
-        # the training error in eval mode (no dropout, centre crop) of the weights just tested (the best checkpoint;
-        # without a test, the final weights): set against their test error it measures overfitting, which the
-        # running error under dropout cannot
-        train_eval = error_rates(module, datamodule.train_sample_dataloader(cfg.train_error_sample))
+    measuring = next((c for c in trainer.callbacks if isinstance(c, TrainEvalError)), None)
+    if measuring is not None and trainer.is_global_zero:  # the weights just tested (callbacks.TrainEvalError)
+        train_eval = measuring.measure(module, datamodule)
 
     record = record_run(cfg, trainer, module, datamodule, by_crops, train_eval)
     record.git = provenance

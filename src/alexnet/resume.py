@@ -25,7 +25,9 @@ from alexnet.checkpoints import newest_checkpoint
 # settings that name where and how a run is started, not what it computes
 NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra", "extras", "optimized_metric")
 WHERE = ("default_root_dir", "dirpath", "save_dir", "num_workers")  # at any depth
-CONTINUATION = ("train", "test", "also_test_crops", "train_error_sample")  # what happens after training
+# what happens after training, and the eval-mode training error, which reads the weights and never changes them
+# (train_error_sample: its key in the configs of runs before callbacks.train_eval_error)
+CONTINUATION = ("train", "test", "also_test_crops", "callbacks.train_eval_error", "train_error_sample")
 LONGER = ("trainer.max_epochs", "trainer.max_steps", "scheduler.max_reductions")  # extend a run with ckpt_path
 
 
@@ -48,6 +50,11 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if a != b else []
 
 
+def within(key: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether dotted `key` is one of `prefixes` or lies below one."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def existing_run(cfg: DictConfig, out: Path) -> tuple[str, Path | None]:
     """What to do in a run directory that may hold an earlier start of this run: ("fresh", None), ("finished",
     None) when its summary.json is there, ("resume", checkpoint) when it was interrupted. A directory holding
@@ -57,7 +64,8 @@ def existing_run(cfg: DictConfig, out: Path) -> tuple[str, Path | None]:
         return "fresh", None
     before = what_ran(yaml.safe_load(saved.read_text()) or {})
     continuing = cfg.get("ckpt_path") is not None  # training on from a checkpoint may set a longer budget
-    changed = [k for k in differences(before, what_ran(cfg)) if not (k in CONTINUATION or continuing and k in LONGER)]
+    changed = [k for k in differences(before, what_ran(cfg))
+               if not (within(k, CONTINUATION) or continuing and k in LONGER)]  # fmt: skip
     if changed:
         raise ValueError(
             f"{out} holds another run (it differs in {', '.join(changed[:8])}); resume it with the settings it "

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from alexnet.model import AlexNet
+from alexnet.schema import require
 
 SPLIT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")  # halved by output unit
 
@@ -69,8 +70,7 @@ def _cross(mine: torch.Tensor, theirs: torch.Tensor, first: bool) -> torch.Tenso
 class TwoTowerAlexNet(nn.Module):
     def __init__(self, devices: Sequence[str | torch.device] = ("cpu", "cpu"), **alexnet_kwargs: Any) -> None:
         super().__init__()
-        if len(devices) != 2:
-            raise ValueError(f"devices={list(devices)}: give two devices, one per tower, e.g. [cuda:0, cuda:1]")
+        require("model", devices=[str(d) for d in devices])
         if alexnet_kwargs.get("towers", "two") != "two":
             raise ValueError("towers='one' has a single tower: it cannot be split over two devices (devices=null)")
         if alexnet_kwargs.get("fc_width", 4096) % 2:

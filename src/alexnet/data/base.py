@@ -22,6 +22,7 @@ from alexnet.data.transforms import (
     TrainTransform,
 )
 from alexnet.errors import DataError
+from alexnet.schema import require
 from alexnet.streams import EpochSampler, generator
 
 
@@ -71,48 +72,16 @@ class ImageDataModule(L.LightningDataModule):
         shuffle_block: int | None = None,
     ) -> None:
         super().__init__()
-        if augment_on not in ("loader", "device"):
-            raise ValueError(
-                f"augment_on={augment_on!r}: allowed loader (each worker augments its images) or device (the "
-                "batch is augmented where it lands, e.g. the GPU: data/batched.py)"
-            )
-        if resident and augment_on != "device":
-            raise ValueError("resident=true keeps the images on the device: it needs augment_on=device")
-        if decode_on not in ("loader", "device"):
-            raise ValueError(f"decode_on={decode_on!r}: allowed loader (workers decode) or device (per batch)")
-        if decode_on == "device" and augment_on != "device":
-            raise ValueError("decode_on=device decodes JPEG batches where they land: it needs augment_on=device")
-        if shuffle_block is not None and shuffle_block < 1:
-            raise ValueError(f"shuffle_block={shuffle_block}: null (shuffle images) or a block size >= 1")
-        if pixel_max not in (1.0, 255.0):
-            raise ValueError(
-                f"pixel_max={pixel_max}: allowed 255 (raw pixel values, the paper's scale, for which §3.3's LRN "
-                "constants were set) or 1 (pixels on [0, 1]; LRN then acts as a constant factor)"
-            )
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
-        if num_workers < 0:
-            raise ValueError(f"num_workers={num_workers}: must be >= 0")
-        if not 1 <= crop_size <= stored_size:
-            raise ValueError(
-                f"crop_size={crop_size} with stored_size={stored_size}: the crop must fit in the "
-                "stored image (1 <= crop_size <= stored_size), as 224 fits in 256"
-            )
-        if train_subset is not None and train_subset < 1:
-            raise ValueError(f"train_subset={train_subset}: a number of training images >= 1, or null for all")
-        if test_crops not in (1, 10):
-            raise ValueError(f"test_crops={test_crops}: allowed 1 (centre) or 10 (corners+centre, mirrored)")
         augment = {"random_crop": True, "flip": True, "pca": False, **(augment or {})}
-        unknown = set(augment) - {"random_crop", "flip", "pca"}
-        if unknown:
-            raise ValueError(f"augment has unknown keys {sorted(unknown)}: allowed random_crop, flip, pca")
+        require("data", batch_size=batch_size, num_workers=num_workers, stored_size=stored_size, crop_size=crop_size,
+                test_crops=test_crops, train_subset=train_subset, pca_std=pca_std, pixel_max=pixel_max,
+                augment_on=augment_on, resident=resident, decode_on=decode_on, shuffle_block=shuffle_block)  # fmt: skip
+        require("data.augment", **augment)
         if augment["pca"] and channels != 3:
             raise ValueError(
                 f"augment.pca needs RGB images (channels=3); this data set has {channels} channel"
                 f"{'s' if channels != 1 else ''}. PCA colour noise (§4.1) is for data=imagenet or data=imagefolder"
             )
-        if pca_std < 0:
-            raise ValueError(f"pca_std={pca_std}: the standard deviation of alpha (§4.1: 0.1) must be >= 0")
         self.num_classes, self.channels = num_classes, channels
         self.stored_size, self.crop_size = stored_size, crop_size
         self.batch_size, self.num_workers, self.test_crops = batch_size, num_workers, test_crops

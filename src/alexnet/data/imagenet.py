@@ -27,12 +27,11 @@ from alexnet.data.layout import (
     open_tree,
 )
 from alexnet.data.stats import STATS, Moments, describe, load_stats, published_pca, sample
-from alexnet.data.store import COMPLETE, FORMATS, PLAN, StoreImages, open_store, prepare_store, progress_bar
+from alexnet.data.store import COMPLETE, PLAN, StoreImages, open_store, prepare_store, progress_bar
 from alexnet.errors import DataError
+from alexnet.schema import require
 
 log = logging.getLogger(__name__)
-SOURCES = ("auto", "store", "raw")
-CORRUPT = ("error", "skip")
 
 
 class RawImages(Dataset):
@@ -78,23 +77,15 @@ class ImageFolderDataModule(ImageDataModule):
             raise ValueError(
                 f"data.root is not set: pass data.root=PATH, the folder holding train/ and val/ of the {self.name}"
             )
-        if source not in SOURCES:
-            raise ValueError(f"source={source!r}: allowed {', '.join(SOURCES)}")
-        if on_corrupt not in CORRUPT:
-            raise ValueError(f"on_corrupt={on_corrupt!r}: allowed error (stop, naming the file) or skip")
+        # (val_size 0: validate on val/; N: a seeded held-out N of the training images)
+        require("data", source=source, on_corrupt=on_corrupt, val_size=val_size, store_format=store_format,
+                jpeg_quality=jpeg_quality)  # fmt: skip
         if channels != 3:
             raise ValueError(f"channels={channels}: images are decoded to RGB, so channels=3")
-        if val_size < 0:
-            raise ValueError(f"val_size={val_size}: 0 (validate on val/) or a number of held-out training images")
         if num_classes is None:
             raise ValueError(f"num_classes is null: no class folders found in {root}/train; check data.root")
-        if store_format not in FORMATS:
-            raise ValueError(f"store_format={store_format!r}: allowed npy (uint8, read as is) or jpeg (compressed)")
-        if not 1 <= jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality={jpeg_quality}: a JPEG quality in [1, 100] (90-95 keeps the images)")
         super().__init__(num_classes, channels, stored_size, crop_size, **kwargs)
-        if self.decode_on == "device" and store_format != "jpeg":
-            raise ValueError("decode_on=device decodes JPEG batches: it needs store_format=jpeg (a JPEG store)")
+        require("data", decode_on=self.decode_on, store_format=store_format)  # the JPEG store's own decoding
         self.root = Path(root).resolve()  # the store's plan records paths: one spelling of the tree
         self.store_format, self.jpeg_quality = store_format, jpeg_quality
         default = f"prepared_{stored_size}" + ("_jpeg" if store_format == "jpeg" else "")

@@ -32,9 +32,9 @@ from alexnet.data.decode import stored_array
 from alexnet.data.jpeg import SUFFIX, write_jpeg_shard
 from alexnet.data.stats import STATS, Moments, save_stats
 from alexnet.errors import DataError
+from alexnet.schema import problem
 
 PLAN, COMPLETE, VERSION = "plan.json", "COMPLETE.json", 1
-FORMATS = ("npy", "jpeg")
 SUFFIXES = {"npy": ".npy", "jpeg": SUFFIX}
 Items = list[tuple[str, int]]
 
@@ -133,8 +133,9 @@ def prepare_store(
     `info` (classes, class names) goes into the plan. Returns the manifest written to COMPLETE.json.
     Interrupted (Ctrl-C, a crash, a DataError), it leaves finished shards; a rerun does only the rest.
     fmt="jpeg" writes the compressed store (data/jpeg.py) in a seeded shuffled order, for block-shuffled reading."""
-    if fmt not in FORMATS:
-        raise DataError(f"store_format={fmt!r}: allowed {', '.join(FORMATS)}")
+    message = problem("data.store_format", fmt)
+    if message:
+        raise DataError(message)
     jpeg = {"format": "jpeg", "quality": quality, "order": "shuffled, seed 0"} if fmt == "jpeg" else {}
     if fmt == "jpeg":
         splits = {s: _shuffled(items) for s, items in splits.items()}

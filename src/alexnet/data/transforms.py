@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import torch
 
+from alexnet.schema import require
+
 PAPER_PIXEL_MAX = 255.0  # a white pixel as the net sees it: raw pixel values, as the author's code
 STATS_SCALE = "[0, 1]"  # the scale of stored means and eigenvalues (stats.json, checkpoints), whatever pixel_max
 
@@ -130,8 +132,7 @@ class EvalTransform:
     def __init__(
         self, crop_size: int, mean: Sequence[float], crops: int = 1, pixel_max: float = PAPER_PIXEL_MAX
     ) -> None:
-        if crops not in (1, 10):
-            raise ValueError(f"test_crops={crops}: allowed 1 (centre) or 10 (corners+centre, mirrored)")
+        require("data", test_crops=crops)
         self.crop_size, self.crops, self.pixel_max = crop_size, crops, pixel_max
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1) * pixel_max
 
