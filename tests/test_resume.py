@@ -293,3 +293,25 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path: Path) -> None:
     kept = (tmp_path / "wandb_run_id").read_text().strip()
     assert first.version == again.version == kept and other.version != kept
     assert again._wandb_init["resume"] == "allow"
+
+
+def test_a_finished_run_from_another_checkout_is_still_finished(tmp_path: Path, fmnist_dir: Path) -> None:
+    """A committed sweep (experiments/runs) written in one checkout and rerun from another: its runs' data.data_dir
+    is the other checkout's, which names where the data was read, not what ran."""
+    import yaml
+
+    from alexnet.resume import existing_run
+    from conftest import compose_train, data_overrides
+
+    run_dir = tmp_path / "job"
+    cfg = compose_train([*data_overrides(fmnist_dir), "experiment=ablate_lrn", "arm=lrn"], run_dir)
+    run_dir.mkdir()
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    saved["data"]["data_dir"] = "/elsewhere/checkout/data/fashion-mnist"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run_dir / "summary.json").write_text("{}")
+    assert existing_run(cfg, run_dir) == ("finished", None)
+    saved["optimizer"]["lr"] = 0.5  # what ran did change: still refused
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ValueError, match="optimizer.lr"):
+        existing_run(cfg, run_dir)

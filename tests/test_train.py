@@ -162,8 +162,13 @@ def test_resume_from_last_checkpoint_continues_the_run(train_here) -> None:
 @pytest.mark.slow
 def test_paper_net_runs_end_to_end_on_synthetic_data(train_here) -> None:
     # the training error in eval mode on 8 images, not all 512: the same steps, far fewer paper-net forward passes
-    paper = ["model=alexnet", "data=synthetic", "debug=fast", "data.batch_size=4",
-             "callbacks.train_eval_error.sample=8"]
+    paper = [
+        "model=alexnet",
+        "data=synthetic",
+        "debug=fast",
+        "data.batch_size=4",
+        "callbacks.train_eval_error.sample=8",
+    ]
     _, run_dir = train_here(*paper, generated_data=False)
     summary = read_summary(run_dir)
     assert summary["parameters"] == 60_965_224 and summary["steps"] == 3

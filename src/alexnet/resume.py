@@ -24,7 +24,8 @@ from alexnet.checkpoints import newest_checkpoint
 
 # settings that name where and how a run is started, not what it computes
 NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra", "extras", "optimized_metric")
-WHERE = ("default_root_dir", "dirpath", "save_dir", "num_workers")  # at any depth
+# at any depth; data_dir follows paths.data_dir, so a sweep committed from one checkout is found finished in another
+WHERE = ("default_root_dir", "dirpath", "save_dir", "data_dir", "num_workers")
 # what happens after training, and the eval-mode training error, which reads the weights and never changes them
 # (train_error_sample: its key in the configs of runs before callbacks.train_eval_error)
 CONTINUATION = ("train", "test", "also_test_crops", "callbacks.train_eval_error", "train_error_sample")

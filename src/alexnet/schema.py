@@ -114,8 +114,10 @@ RULES: dict[str, Rule] = {
     "needs_rgb": Rule(boolean, "true or false (an experiment about colour)"),
     "ckpt_path": Rule(optional(text), "null or a checkpoint file to resume from"),
     "budget.name": Rule(text, "the budget's name (conf/budget/)"),
-    "budget.data": Rule(list_of(text, non_empty=True), "the data modules a budget is sized for, e.g. "
-                        "[alexnet.data.FashionMNISTDataModule]"),  # fmt: skip
+    "budget.data": Rule(
+        list_of(text, non_empty=True),
+        "the data modules a budget is sized for, e.g. [alexnet.data.FashionMNISTDataModule]",
+    ),  # fmt: skip
     "model.width": Rule(number(0, low_open=True), "a number > 0 (1.0: the paper's 96, 256, 384, 384, 256 kernels)"),
     "model.fc_width": Rule(integer(2), "an integer >= 2 (the paper: 4096)"),
     "model.stem_kernel": Rule(integer(1), "an integer >= 1 (the paper: 11)"),
@@ -137,9 +139,7 @@ RULES: dict[str, Rule] = {
     "model.lrn.alpha": Rule(number(0), "a number >= 0 (the paper: 1e-4)"),
     "model.lrn.beta": Rule(number(0, low_open=True), "a number > 0 (the paper: 0.75)"),
     "model.lrn.alpha_convention": Rule(one_of("cuda_convnet", "paper"), "cuda_convnet or paper"),
-    "model.lrn.mode": Rule(
-        one_of("normalise", "constant"), "normalise (the paper) or constant (x k^-beta, a control)"
-    ),
+    "model.lrn.mode": Rule(one_of("normalise", "constant"), "normalise (the paper) or constant (x k^-beta, a control)"),
     "data.batch_size": Rule(integer(1), "an integer >= 1 (the paper: 128)"),
     "data.num_workers": Rule(integer(0), "an integer >= 0"),
     "data.stored_size": Rule(integer(1), "an integer >= 1"),
