@@ -210,7 +210,7 @@ def run_cli():
     """run_cli(script, *args, cwd=ROOT, timeout=600, env=None): `python src/<script> ARGS` as a child of a
     pre-started interpreter, for tests of argv, exit codes, messages and sweeps (in `env`, default this process's
     environment); returns a CompletedProcess with the output captured. Commands run side by side when called from
-    several threads. Signals, processes started by another launcher and import-time output: run_script."""
+    several threads. Signals (the test needs the process's id) and import-time output: run_script."""
     scripts = PrestartedScripts()
     yield scripts.run
     scripts.close()
