@@ -278,8 +278,8 @@ def require(node: str, **arguments: Any) -> None:
 
 def known_below(prefix: str) -> list[str]:
     """The keys the schema names right below `prefix` ("" for the top level)."""
-    names = [*RULES, *GROUPS, *FREE, *REMOVED] if not prefix else [k for k in RULES if k.startswith(prefix + ".")]
-    return sorted({k.removeprefix(prefix + "." if prefix else "").split(".", 1)[0] for k in names} - set(REMOVED))
+    names = [*RULES, *GROUPS, *FREE] if not prefix else [k for k in RULES if k.startswith(prefix + ".")]
+    return sorted({k.removeprefix(prefix + "." if prefix else "").split(".", 1)[0] for k in names})
 
 
 def unknown_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:
