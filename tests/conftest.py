@@ -180,8 +180,10 @@ class PrestartedScripts:
             self._server.stdin.flush()
             return self._server
 
-    def run(self, script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+    def run(
+        self, script: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
         with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
             command = {"id": next(self._ids), "script": str(ROOT / "src" / script), "args": list(args),
@@ -205,9 +207,10 @@ class PrestartedScripts:
 
 @pytest.fixture(scope="session")
 def run_cli():
-    """run_cli(script, *args, cwd=ROOT, timeout=600): `python src/<script> ARGS` as a child of a pre-started
-    interpreter, for tests of argv, exit codes and messages (in this process's environment); returns a
-    CompletedProcess with the output captured. Signals, several processes and import-time output: run_script."""
+    """run_cli(script, *args, cwd=ROOT, timeout=600, env=None): `python src/<script> ARGS` as a child of a
+    pre-started interpreter, for tests of argv, exit codes, messages and sweeps (in `env`, default this process's
+    environment); returns a CompletedProcess with the output captured. Commands run side by side when called from
+    several threads. Signals (the test needs the process's id) and import-time output: run_script."""
     scripts = PrestartedScripts()
     yield scripts.run
     scripts.close()

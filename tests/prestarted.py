@@ -5,8 +5,8 @@ and forks a child per command: the child takes the command's working directory, 
 stdout and stderr to the command's files and runs the script's file as `__main__`, as `python src/SCRIPT ARGS`
 would. Its exit is the script's own (sys.exit's message, an uncaught traceback, status 1); the server answers each
 command, by its id, with the child's exit status, one JSON line on stdout. Commands can overlap. Tests of argv,
-exit codes and the messages of the entry points use it (conftest.run_cli); tests of signals, several processes or
-the environment at import time start a fresh interpreter (conftest.run_script).
+exit codes and the messages of the entry points, sweeps and runs started side by side use it (conftest.run_cli);
+tests of signals or of what happens at import time start a fresh interpreter (conftest.run_script).
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def test_training_on_device_batches_gives_the_same_run(train_here, tmp_path: Pat
         "resident": ["data.augment_on=device", "data.resident=true"],
     }.items():
         _, runs[name] = train_here(
-            "debug=fast", "trainer.max_epochs=2", "data.test_crops=10", "model.dropout=0.5", *extra,
+            "debug=fast", "trainer.max_epochs=2", "data.test_crops=10", "model.dropout=0.5", "model.width=0.125",
+            "model.fc_width=64", *extra,
             run_dir=tmp_path / name,
         )  # fmt: skip
     reference = _weights(runs["loader"])

@@ -20,7 +20,7 @@ from alexnet.loggers import resolve_mode
 from alexnet.report import compare
 from alexnet.runs import Run, load_runs, read_curves
 from alexnet.verdict import VERDICTS
-from conftest import CONF, compose_train, data_overrides, evaluate_in_process, run_script
+from conftest import CONF, compose_train, data_overrides, evaluate_in_process
 
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment").glob("ablate_*.yaml"))
 # what each experiment's arms change, and nothing else (dotted keys of the resolved config); ablate_lrn's third arm,
@@ -250,10 +250,10 @@ def test_the_command_line_prints_the_message(tmp_path: Path, run_cli) -> None:
 
 
 @pytest.mark.slow
-def test_a_sweep_runs_several_jobs_at_once_with_the_gpu_launcher(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_a_sweep_runs_several_jobs_at_once_with_the_gpu_launcher(tmp_path: Path, fmnist_dir: Path, run_cli) -> None:
     """hydra/launcher=gpu_jobs (joblib, one process per job) on the CPU: two jobs side by side, each with its own
     run directory and results, as the default launcher gives."""
-    proc = run_script(
+    proc = run_cli(
         "train.py", "-m", "hydra/launcher=gpu_jobs", "hydra.launcher.n_jobs=2", *data_overrides(fmnist_dir),
         "debug=fast", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}", "data.augment_on=device", timeout=300,
     )  # fmt: skip
@@ -329,14 +329,14 @@ def wandb_records(path: Path) -> tuple[object, dict[str, str], int]:
 
 
 @pytest.fixture(scope="module")
-def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
+def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path, run_cli) -> Path:
     """python src/train.py -m experiment=ablate_lrn on the generated data, one seed: two jobs, W&B offline
     (no key, a HOME without .netrc, and an unreachable W&B server: any network call would fail)."""
     sweep = tmp_path_factory.mktemp("sweep")
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(home), WANDB_BASE_URL="http://127.0.0.1:9")
-    proc = run_script(
+    proc = run_cli(
         "train.py", "-m", "experiment=ablate_lrn", *data_overrides(fmnist_dir), "debug=fast",
         "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "callbacks.train_eval_error.sample=64",
         "data.train_subset=300", "trainer.max_epochs=2",
@@ -527,12 +527,8 @@ def test_fig1_callback_reports_a_target_never_reached(train_here) -> None:
 
 def test_test_crops_experiment_tests_the_same_weights_both_ways(train_here, tmp_path: Path) -> None:
     # one epoch: what is compared is one set of weights tested two ways, whatever training reached
-    crops = [
-        "data.test_crops=10",
-        "also_test_crops=[1]",
-        "callbacks.train_eval_error.sample=64",
-        "trainer.max_epochs=1",
-    ]
+    crops = ["data.test_crops=10", "also_test_crops=[1]", "callbacks.train_eval_error.sample=64",
+             "trainer.max_epochs=1", "model.width=0.125", "model.fc_width=64"]
     _, run_dir = train_here(*crops)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["test_by_crops"]) == {"10", "1"} and summary["test"] == summary["test_by_crops"]["10"]

@@ -14,9 +14,11 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from alexnet.checks import check_config
-from conftest import CONF, data_overrides, run_script, write_fashion_mnist
+from conftest import CONF, data_overrides, write_fashion_mnist
 
-QUICK = ["debug=fast", "callbacks.train_eval_error.sample=64"]
+# a narrower net than the default and a centre-crop test: what these runs check does not depend on the net
+SMALL_NET = ["model.width=0.125", "model.fc_width=64", "data.test_crops=1"]
+QUICK = ["debug=fast", "callbacks.train_eval_error.sample=64", *SMALL_NET]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +37,10 @@ def _summary(job: Path) -> dict:
 # --- the four bugs -------------------------------------------------------------------------------------------------
 
 
-def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path: Path, data_dir: Path) -> None:
+def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path: Path, data_dir: Path, run_cli):
     # ablate_pca first: it needs ILSVRC (data.root is not set) and fails its check; the sweep must still run baseline
     sweep = tmp_path / "sweep"
-    proc = run_script(
+    proc = run_cli(
         "train.py", "-m", "experiment=ablate_pca,baseline", f"paths.data_dir={data_dir}", "data.val_size=100",
         *QUICK, f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
@@ -57,31 +59,31 @@ def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path: 
     assert str(done) not in "\n".join(tail[summary_at:])
 
 
-def test_a_failed_job_rerun_into_its_directory_drops_its_old_record(tmp_path: Path, data_dir: Path) -> None:
+def test_a_failed_job_rerun_into_its_directory_drops_its_old_record(tmp_path: Path, data_dir: Path, run_cli) -> None:
     # the programme's way: the same sweep again after a fix (here: a bad value, then a good one) into one directory
     sweep = tmp_path / "sweep"
     common = ["-m", "experiment=baseline", "hydra.sweeper.params.seed=5", f"paths.data_dir={data_dir}",
               "data.val_size=100", *QUICK]  # fmt: skip
-    first = run_script("train.py", *common, "model.lrn.beta=-1", f"hydra.sweep.dir={sweep}")
+    first = run_cli("train.py", *common, "model.lrn.beta=-1", f"hydra.sweep.dir={sweep}")
     job = sweep / "baseline_baseline_seed5"
     assert first.returncode == 1 and "model.lrn.beta=-1" in json.loads((job / "failed.json").read_text())["message"]
-    second = run_script("train.py", *common, f"hydra.sweep.dir={sweep}")
+    second = run_cli("train.py", *common, f"hydra.sweep.dir={sweep}")
     assert second.returncode == 0, second.stderr[-3000:]
     assert not (job / "failed.json").exists() and not (job / "error.txt").exists() and _summary(job)["steps"] == 3
 
 
-def test_the_shared_base_of_the_ablations_is_not_an_experiment() -> None:
-    proc = run_script("train.py", "experiment=ablation", "--cfg", "job")
+def test_the_shared_base_of_the_ablations_is_not_an_experiment(run_cli) -> None:
+    proc = run_cli("train.py", "experiment=ablation", "--cfg", "job")
     assert proc.returncode != 0
     options = proc.stderr.split("Available options in 'experiment':", 1)[1].split()
     assert "ablation" not in options and {"ablate_lrn", "ablate_pooling", "baseline", "paper"} <= set(options)
 
 
-def test_two_experiments_swept_into_one_directory_get_a_job_folder_each(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_two_experiments_swept_into_one_directory_get_a_job_folder_each(tmp_path: Path, fmnist_dir: Path, run_cli):
     # same arm (non_overlapping) and seed: job folders named by arm and seed alone are one folder, and the second
     # experiment's job found the first one's run there
     sweep = tmp_path / "sweep"
-    proc = run_script(
+    proc = run_cli(
         "train.py", "-m", "experiment=ablate_pooling,ablate_pooling_overfit", *data_overrides(fmnist_dir), *QUICK,
         "data.train_subset=200", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
@@ -122,10 +124,10 @@ def test_strategies_that_spawn_or_fork_are_refused(strategy: str, refused: bool,
 # --- the template's conventions ------------------------------------------------------------------------------------
 
 
-def test_an_optuna_search_minimises_the_optimized_metric_of_the_config(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_an_optuna_search_minimises_the_optimized_metric_of_the_config(tmp_path: Path, fmnist_dir: Path, run_cli):
     # no -m (hparams_search sets the multirun mode); optimized_metric=val/loss rather than the default top-1 error
     sweep = tmp_path / "search"
-    proc = run_script(
+    proc = run_cli(
         "train.py", "hparams_search=embedded_optuna", "hydra.sweeper.n_trials=2", "optimized_metric=val/loss",
         *data_overrides(fmnist_dir), "debug=fast", "callbacks.train_eval_error=null", "test=false",
         f"hydra.sweep.dir={sweep}",
@@ -178,7 +180,7 @@ def test_logger_tensorboard_writes_the_runs_curves(train_run) -> None:
 
 
 def test_debug_profiler_writes_the_time_of_each_stage(train_run) -> None:
-    proc, run_dir = train_run("debug=profiler", "callbacks.train_eval_error.sample=64")
+    proc, run_dir = train_run("debug=profiler", "callbacks.train_eval_error.sample=64", *SMALL_NET)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (run_dir / "fit-profile.txt").read_text()
     assert "FIT Profiler Report" in report and "run_training_epoch" in report and "run_training_batch" in report
@@ -189,7 +191,7 @@ def test_debug_limit_runs_a_few_epochs_of_a_few_batches(train_run) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         limit = compose("train", overrides=["debug=limit"]).trainer
     # 500 images: 63 batches
-    proc, run_dir = train_run("debug=limit", "data.batch_size=8", "callbacks.train_eval_error.sample=64")
+    proc, run_dir = train_run("debug=limit", "data.batch_size=8", "callbacks.train_eval_error.sample=64", *SMALL_NET)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(run_dir)
     assert summary["epochs"] == limit.max_epochs and summary["steps"] == limit.max_epochs * limit.limit_train_batches
@@ -197,7 +199,7 @@ def test_debug_limit_runs_a_few_epochs_of_a_few_batches(train_run) -> None:
 
 
 def test_debug_fdr_runs_one_batch_of_each_stage(train_run) -> None:
-    proc, run_dir = train_run("debug=fdr", "callbacks.train_eval_error.sample=64")
+    proc, run_dir = train_run("debug=fdr", "callbacks.train_eval_error.sample=64", *SMALL_NET)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(run_dir)
     assert summary["steps"] == 1 and summary["best_val"] and summary["test"]

@@ -131,6 +131,8 @@ def _fit(tmp_path: Path, fmnist_dir: Path, name: str, *overrides: str) -> dict:
             *data_overrides(fmnist_dir),
             "debug=fast",
             "model.dropout=0",
+            "model.width=0.125",
+            "model.fc_width=64",
             "data.batch_size=32",
             "callbacks.progress_bar=null",
             "callbacks.model_summary=null",

@@ -106,7 +106,12 @@ RULES: dict[str, Rule] = {
         optional(one_of("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
         "null, default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs",
     ),
+    # torch.compile's keyword arguments
     "speed.compile_options.backend": Rule(optional(text), "null (inductor) or a torch.compile backend's name"),
+    "speed.compile_options.fullgraph": BOOL,
+    "speed.compile_options.dynamic": Rule(optional(boolean), "null (torch decides), true or false"),
+    "speed.compile_options.options": Rule(optional(lambda v: isinstance(v, Mapping)), "null or a mapping of options"),
+    "speed.compile_options.disable": BOOL,
     "also_test_crops": Rule(list_of(one_of(1, 10)), "a list of crop counts, each 1 or 10"),
     "experiment_name": Rule(optional(text), "null or the experiment's name (conf/experiment/)"),
     "arm": Rule(optional(text), "null or one of the experiment's arms"),
@@ -274,8 +279,8 @@ def require(node: str, **arguments: Any) -> None:
 
 def known_below(prefix: str) -> list[str]:
     """The keys the schema names right below `prefix` ("" for the top level)."""
-    names = [*RULES, *GROUPS, *FREE, *REMOVED] if not prefix else [k for k in RULES if k.startswith(prefix + ".")]
-    return sorted({k.removeprefix(prefix + "." if prefix else "").split(".", 1)[0] for k in names} - set(REMOVED))
+    names = [*RULES, *GROUPS, *FREE] if not prefix else [k for k in RULES if k.startswith(prefix + ".")]
+    return sorted({k.removeprefix(prefix + "." if prefix else "").split(".", 1)[0] for k in names})
 
 
 def unknown_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:
