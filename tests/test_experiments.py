@@ -527,8 +527,14 @@ def test_fig1_callback_reports_a_target_never_reached(train_here) -> None:
 
 def test_test_crops_experiment_tests_the_same_weights_both_ways(train_here, tmp_path: Path) -> None:
     # one epoch: what is compared is one set of weights tested two ways, whatever training reached
-    crops = ["data.test_crops=10", "also_test_crops=[1]", "callbacks.train_eval_error.sample=64",
-             "trainer.max_epochs=1", "model.width=0.125", "model.fc_width=64"]
+    crops = [
+        "data.test_crops=10",
+        "also_test_crops=[1]",
+        "callbacks.train_eval_error.sample=64",
+        "trainer.max_epochs=1",
+        "model.width=0.125",
+        "model.fc_width=64",
+    ]
     _, run_dir = train_here(*crops)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["test_by_crops"]) == {"10", "1"} and summary["test"] == summary["test_by_crops"]["10"]
