@@ -109,11 +109,16 @@ def test_a_claims_report_carries_the_bootstrap_the_reported_loss_and_convergence
     assert row["bootstrap"]["delta"] == pytest.approx(row["delta"])  # the same runs' test error, image by image
     assert loss["metric"] == "test/loss" and loss["bootstrap"]["delta"] == pytest.approx(loss["delta"], rel=1e-5)
     assert 2 / 2**4 <= row["p_perm"] <= 1 and loss["verdict"] == "reported"
-    # no_lrn's seed 4 still improving: the converged budget withholds the verdict, both arms counted
-    assert claim["convergence"]["arms"] == {"lrn": {"converged": 4, "runs": 4}, "no_lrn": {"converged": 3, "runs": 4}}
+    # no_lrn's seed 4 still improving moves its arm's mean curve out of the band: the converged budget withholds the
+    # verdict; both arms checked, each run's own check beside
+    arms = claim["convergence"]["arms"]
+    assert arms["lrn"]["converged"] and not arms["no_lrn"]["converged"]
+    assert (arms["lrn"]["runs_converged"], arms["no_lrn"]["runs_converged"]) == (4, 3)
     assert row["verdict"] == "not converged" and row["verdict_tests"] in ("reproduced", "smaller", "opposite")
     text = (out / "report.md").read_text()
-    assert "no_lrn: **3 of 4 runs converged**" in text and "Reported, not a verdict" in text
+    assert (
+        "no_lrn: **not converged**" in text and "3 of 4 runs pass alone" in text and "Reported, not a verdict" in text
+    )
     low, high = (f"{row['bootstrap'][k] * 100:+.2f} pts" for k in ("low", "high"))
     assert f"[{low}, {high}]" in text
 

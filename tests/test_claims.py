@@ -34,7 +34,7 @@ def test_a_converged_budget_run_records_what_the_verdict_needs(train_here) -> No
     # the rate ÷10 after epochs 1 and 2, whatever validation did, and the report can say when
     assert summary["lr_reduction_epochs"] == [1, 2] and summary["lr_reductions"] == 2
     lr = read_curves(run_dir / "metrics.csv")["lr"]
-    assert {e: v for e, _, v in lr} == pytest.approx({0: 0.01, 1: 0.001, 2: 0.0001})
+    assert {e: v for e, _, v in lr} == pytest.approx({0: 0.02, 1: 0.002, 2: 0.0002})
     # the eval-mode training error every epoch, of the weights of that epoch: at the best epoch, those the test and
     # summary's train_eval use (the same 64 images)
     per_epoch = _by_epoch(run_dir, "train_eval/top1_err")

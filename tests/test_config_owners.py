@@ -44,6 +44,6 @@ def test_the_default_recipe_is_the_default_budget_and_an_experiment_replaces_it(
     assert (default["budget.name"], default["optimizer.lr"], default["trainer.max_epochs"]) == ("default", 0.02, 15)
     converged = flat(["experiment=ablate_lrn"])
     assert (converged["budget.name"], converged["optimizer.lr"], converged["trainer.max_epochs"]) == (
-        "converged", 0.01, 12)  # fmt: skip
+        "converged", 0.02, 15)  # fmt: skip
     paper = flat(["experiment=paper"])  # the paper's 90 epochs (trainer=gpu), not the default run's 15
     assert (paper["budget.name"], paper["trainer.max_epochs"], paper["optimizer.lr"]) == ("ilsvrc", 90, 0.01)

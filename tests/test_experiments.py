@@ -330,15 +330,16 @@ def wandb_records(path: Path) -> tuple[object, dict[str, str], int]:
 
 @pytest.fixture(scope="module")
 def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path, run_cli) -> Path:
-    """python src/train.py -m experiment=ablate_lrn on the generated data, one seed: two jobs, W&B offline
-    (no key, a HOME without .netrc, and an unreachable W&B server: any network call would fail)."""
+    """python src/train.py -m experiment=ablate_lrn on the generated data, one seed and two of its arms: two jobs,
+    W&B offline (no key, a HOME without .netrc, and an unreachable W&B server: any network call would fail)."""
     sweep = tmp_path_factory.mktemp("sweep")
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(home), WANDB_BASE_URL="http://127.0.0.1:9")
     proc = run_cli(
         "train.py", "-m", "experiment=ablate_lrn", *data_overrides(fmnist_dir), "debug=fast",
-        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "callbacks.train_eval_error.sample=64",
+        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "arm=lrn,no_lrn",
+        "callbacks.train_eval_error.sample=64",
         "data.train_subset=300", "trainer.max_epochs=2",
         f"hydra.sweep.dir={sweep}",
         env=env, timeout=300,
