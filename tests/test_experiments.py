@@ -338,7 +338,7 @@ def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path, ru
     env.update(HOME=str(home), WANDB_BASE_URL="http://127.0.0.1:9")
     proc = run_cli(
         "train.py", "-m", "experiment=ablate_lrn", *data_overrides(fmnist_dir), "debug=fast",
-        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "arm=lrn,no_lrn",
+        "logger=[csv,wandb]", "hydra.sweeper.params.seed=7", "arm=lrn,constant",
         "callbacks.train_eval_error.sample=64",
         "data.train_subset=300", "trainer.max_epochs=2",
         f"hydra.sweep.dir={sweep}",
@@ -351,14 +351,15 @@ def two_job_sweep(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path, ru
 @pytest.mark.slow
 def test_a_multirun_gives_each_job_its_own_offline_wandb_run(two_job_sweep: Path) -> None:
     jobs = sorted(p.name for p in two_job_sweep.iterdir() if p.is_dir())
-    assert jobs == ["ablate_lrn_lrn_seed7", "ablate_lrn_no_lrn_seed7"]
+    assert jobs == ["ablate_lrn_constant_seed7", "ablate_lrn_lrn_seed7"]
     ids = set()
     for job in jobs:
         files = list((two_job_sweep / job / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(files) == 1, f"{job}: {files}"  # one run per job, in the job's own directory
         run, config, history = wandb_records(files[0])
         arm = job.removeprefix("ablate_lrn_").removesuffix("_seed7")
-        assert json.loads(config["arm"]) == arm and json.loads(config["model"])["lrn"]["enabled"] == (arm == "lrn")
+        mode = {"lrn": "normalise", "constant": "constant"}[arm]
+        assert json.loads(config["arm"]) == arm and json.loads(config["model"])["lrn"]["mode"] == mode
         assert history > 0  # the metrics went to this run
         assert (run.run_group, run.job_type, run.display_name) == ("ablate_lrn", arm, f"{arm}-seed7")
         assert arm in run.tags and "ablate_lrn" in run.tags
@@ -373,7 +374,7 @@ def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Pat
     proc = run_cli("compare.py", str(two_job_sweep), "--out", str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "| lrn | 1 |" in report and "| no_lrn | 1 |" in report and "inconclusive" in report  # one seed each
+    assert "| lrn | 1 |" in report and "| constant | 1 |" in report and "inconclusive" in report  # one seed each
     assert "bash experiments/programme.sh ablate_lrn" in report
     assert (tmp_path / "report" / "learning_curves.png").stat().st_size > 1000
     claim = json.loads((tmp_path / "report" / "claim.json").read_text())
@@ -383,7 +384,7 @@ def test_compare_writes_a_report_of_the_sweep(two_job_sweep: Path, tmp_path: Pat
     assert [c["metric"] for c in claim["reported"]] == ["test/loss"] and claim["reported"][0]["verdict"] == "reported"
     assert claim["comparisons"][0]["reference"] and claim["comparisons"][0]["seeds"] == [7]  # per-seed values
     runs = {r.arm: r for r in load_runs([two_job_sweep])}
-    delta = runs["no_lrn"].summary["test"]["test/top1_err"] - runs["lrn"].summary["test"]["test/top1_err"]
+    delta = runs["constant"].summary["test"]["test/top1_err"] - runs["lrn"].summary["test"]["test/top1_err"]
     assert claim["comparisons"][0]["delta"] == pytest.approx(delta)
 
 
