@@ -119,7 +119,7 @@ def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(
 
 @pytest.mark.slow
 def test_slurm_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_exactly(
-    reference: Path, fmnist_dir: Path, tmp_path: Path
+    reference: Path, fmnist_dir: Path, tmp_path: Path, run_cli
 ) -> None:
     bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol.calls"
     bin_dir.mkdir()
@@ -140,8 +140,8 @@ def test_slurm_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_exactly
     assert list(run.glob("hpc_ckpt_*.ckpt")) and calls.read_text().split() == ["requeue", "4242"]
     hpc = torch.load(next(run.glob("hpc_ckpt_*.ckpt")), weights_only=True)
     assert hpc["global_step"] % 125  # inside an epoch: the position in it is what the resume must get right
-    requeued = start(*command, env=slurm)  # SLURM reruns the same command
-    out = finish(requeued)
+    requeued = run_cli("train.py", *command, env={**os.environ, **slurm}, timeout=300)  # SLURM reruns the command
+    out = requeued.stdout + requeued.stderr
     assert requeued.returncode == 0, out[-3000:]
     assert "resuming" in out and f"step {hpc['global_step']}" in out  # the requeue checkpoint's step
     assert_same_run(run, reference)
