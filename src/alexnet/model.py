@@ -85,8 +85,7 @@ def pool_padding(size: int, z: int, s: int, edges: str) -> int:
     if edges == "floor":
         return 0
     for pad in (0, 1):
-        windows = _out(size, z, s, 2 * pad)
-        if (windows - 1) * s + z - 1 - pad >= size - 1:  # the last window reaches the last position
+        if pool_coverage(size, z, s, pad)[1] == 1.0:
             return pad
     raise ValueError(f"a {z}/{s} pooling cannot cover {size} positions with one position of padding")
 
