@@ -258,6 +258,9 @@ def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path, run_cli)
         "trainer.max_epochs=1000",
         "trainer.log_every_n_steps=1",
         "data.batch_size=32",
+        # a constant rate: the plateau schedule ends a run after its third reduction, which on this tiny data can
+        # come within seconds, before the signal
+        "scheduler=none",
         *SMALL_NET,
     ]
     proc = subprocess.Popen(
@@ -284,6 +287,7 @@ def test_a_kill_mid_run_loses_nothing(tmp_path: Path, fmnist_dir: Path, run_cli)
         f"ckpt_path={run_dir}/checkpoints/on_exception.ckpt",
         f"trainer.max_epochs={saved['epoch'] + 2}",
         "data.batch_size=32",
+        "scheduler=none",
         *SMALL_NET,
         "test=false",
     )
