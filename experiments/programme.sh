@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-experiments/runs}
 JOBS=${JOBS:-2}
-ORDER=(ablate_lrn ablate_lrn_removed ablate_test_crops ablate_pooling ablate_towers ablate_dropout ablate_augmentation
-  ablate_pooling_overfit ablate_activation)
+ORDER=(ablate_lrn ablate_lrn_removed ablate_test_crops ablate_pooling ablate_towers ablate_dropout ablate_dropout_iterations
+  ablate_augmentation ablate_pooling_overfit ablate_activation)
 read -r -a extra <<<"${OVERRIDES:-}"
 if [ "$JOBS" -gt 1 ]; then extra=("hydra/launcher=cpu_jobs" "hydra.launcher.n_jobs=$JOBS" "${extra[@]}"); fi
 report() { # compare.py ARGS...: a claim's report, unless SWEEPS_ONLY

@@ -69,6 +69,24 @@ def test_the_overfit_budget_warms_up_step_by_step_and_a_resumed_run_continues_th
     assert not (tmp_path / "refused" / "checkpoints").exists()
 
 
+@pytest.mark.slow
+def test_the_plateau_schedule_waits_out_the_warm_up_and_its_stop_is_the_iterations_metric(train_here) -> None:
+    # a threshold no epoch can meet: with patience 0 every counted validation after the first is a plateau
+    _, run_dir = train_here(
+        "experiment=ablate_dropout_iterations", "arm=no_dropout", "debug=fast", "scheduler.warmup_epochs=2",
+        "scheduler.patience=0", "scheduler.threshold=10", "data.train_subset=200", "trainer.check_val_every_n_epoch=1",
+        "trainer.max_epochs=20", "callbacks.train_eval_error.sample=32", "test=false",
+    )  # fmt: skip
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lrs = [v for _, _, v in read_curves(run_dir / "metrics.csv")["lr"]]
+    assert lrs[:4] == pytest.approx([0.02 * k / 4 for k in range(1, 5)])  # 2 steps an epoch, 2 warm-up epochs
+    # (even the first counted validation fails it). The warm-up's validations neither cut nor count: the cuts come
+    # after epochs 3, 4 and 5 and the stop after 6 (counted from epoch 1: cuts after 1, 2 and 3, the stop after 4)
+    assert summary["lr_reduction_epochs"] == [3, 4, 5] and summary["epochs"] == 6
+    assert run_metrics(summary, claim={}, max_epochs=20)["epochs_to_stop"] == 6
+    assert math.isinf(run_metrics(summary, claim={}, max_epochs=6)["epochs_to_stop"])  # stopped by the cap: a bound
+
+
 def test_fig1_records_every_target_and_stops_at_the_last(train_here) -> None:
     _, run_dir = train_here(
         "experiment=ablate_activation", "arm=relu", "optimizer.lr=0.01", "callbacks.train_error_target.window=2",

@@ -38,7 +38,7 @@ def test_the_strict_rule_fails_a_still_improving_run_and_passes_a_plateau() -> N
 def test_both_arms_are_checked_and_a_failure_in_either_is_reported() -> None:
     arms = {"lrn": [_run(1, PLATEAU, "lrn"), _run(2, PLATEAU, "lrn")],
             "no_lrn": [_run(1, PLATEAU, "no_lrn"), _run(2, STILL_IMPROVING, "no_lrn")]}  # fmt: skip
-    conv = convergence.assess(arms, {}, {"budget": {"name": "converged"}})
+    conv = convergence.assess(arms, {})
     # the rule applies to each arm's mean curve: no_lrn's mean still falls 1.2 points over its last 3 epochs
     assert conv["arms"]["lrn"]["converged"] and not conv["arms"]["no_lrn"]["converged"]
     assert conv["arms"]["no_lrn"]["last"] == pytest.approx([0.163, 0.156, 0.151])
@@ -48,12 +48,12 @@ def test_both_arms_are_checked_and_a_failure_in_either_is_reported() -> None:
     text = convergence.render(conv)
     assert "no_lrn: **not converged**" in text and "lrn: **converged**" in text and "| no_lrn | 2 |" in text
     assert "verdicts are **not converged**" in text
-    # another budget needs no convergence unless the claim says so; the claim's rule replaces the default
-    assert not convergence.assess(arms, {}, {"budget": {"name": "overfit"}})["required"]
-    assert convergence.assess(arms, {"require_convergence": True}, {})["required"]
-    loose = convergence.assess(arms, {"convergence": {"within": 0.03, "last": 3}}, {"budget": {"name": "converged"}})
+    # the claim's rule replaces the default
+    assert conv["required"]  # every claim needs converged arms, whatever its budget ...
+    assert not convergence.assess(arms, {"require_convergence": False})["required"]  # ... unless it says why not
+    loose = convergence.assess(arms, {"convergence": {"within": 0.03, "last": 3}})
     assert loose["all_converged"] and loose["rule"] == {"within": 0.03, "last": 3}
-    assert convergence.assess({"relu": [Run(Path("."), {}, {"seed": 1}, "relu", {})]}, {}, {}) is None  # no val
+    assert convergence.assess({"relu": [Run(Path("."), {}, {"seed": 1}, "relu", {})]}, {}) is None  # no val
 
 
 def test_a_flat_arm_passes_though_one_of_its_runs_moves_by_noise() -> None:
@@ -62,7 +62,7 @@ def test_a_flat_arm_passes_though_one_of_its_runs_moves_by_noise() -> None:
     noisy = [0.1192, 0.0928, 0.0914, 0.0892, 0.0898, 0.0914]
     flat = [0.1108, 0.0970, 0.0946, 0.0924, 0.0934, 0.0930]
     arms = {"lrn": [_run(1, flat), _run(2, noisy), _run(3, flat)]}
-    conv = convergence.assess(arms, {}, {"budget": {"name": "converged"}})
+    conv = convergence.assess(arms, {})
     assert conv["all_converged"] and conv["arms"]["lrn"]["runs_converged"] == 2
     assert not [c for c in conv["runs"] if c["seed"] == 2][0]["converged"]
 

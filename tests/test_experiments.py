@@ -32,6 +32,7 @@ ARM_KEYS = {
     "ablate_pooling_overfit": {"model.pooling"},
     "ablate_activation": {"model.activation"},
     "ablate_dropout": {"model.dropout"},
+    "ablate_dropout_iterations": {"model.dropout"},
     "ablate_augmentation": {"data.augment.random_crop", "data.augment.flip"},
     "ablate_towers": {"model.towers"},
     "ablate_pca": {"data.augment.pca"},
@@ -161,6 +162,7 @@ PROBES = {
     ),  # fmt: skip
     "ablate_activation": (_activation_at_minus_one, {"relu": 0.0, "tanh": round(math.tanh(-1.0), 4)}),
     "ablate_dropout": (_train_mode_is_random, {"dropout": True, "no_dropout": False}),
+    "ablate_dropout_iterations": (_train_mode_is_random, {"dropout": True, "no_dropout": False}),
     "ablate_augmentation": (_augments, {"augmentation": True, "no_augmentation": False}),
     "ablate_towers": (_tower_b_reaches_tower_a_in_conv2, {"two": False, "one": True}),
 }

@@ -125,7 +125,7 @@ def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]]) -> dict:
     extra: dict = {"runs": {arm: [str(r.path) for r in rs] for arm, rs in arms.items()}}
     if claim.get("select_by"):
         extra["chosen"] = chosen_settings(runs, claim)
-    checked = convergence.assess(arms, claim, runs[0].cfg)
+    checked = convergence.assess(arms, claim)
     if checked:
         extra["convergence"] = checked
     return extra

@@ -22,6 +22,7 @@ COLUMNS = {  # metric -> (header, as percent)
     "matched_epoch": ("epoch at matched train error", False),
     "epochs_to_train_err": ("epochs to train error", False),
     "epochs_to_converge": ("epochs to converge (train, eval mode)", False),
+    "epochs_to_stop": ("epochs until §5's schedule stopped", False),
     "steps_to_target": ("steps to target", False),
     "epochs_to_target": ("epochs to target", False),
     "best_epoch": ("best epoch", False),

@@ -62,9 +62,11 @@ def run_metrics(
     test: dict[str, float] | None = None,
     curves: dict[str, list[tuple[int, int, float]]] | None = None,
     claim: dict[str, Any] | None = None,
+    max_epochs: int | None = None,
 ) -> dict[str, float | None]:
     """The numbers a claim can be judged on, from one run's summary.json and metrics.csv. `inf` marks an event
-    the run ended before (a target never reached): compare() counts it as the whole run, a bound."""
+    the run ended before (a target never reached; `max_epochs` reached before the schedule stopped the run):
+    compare() counts it as the whole run, a bound."""
     record = summary if isinstance(summary, RunRecord) else RunRecord.from_json(summary)
     test = record.test if test is None else test
     curves, claim = curves or {}, claim or {}
@@ -79,6 +81,8 @@ def run_metrics(
         "best_val/top1_err": record.best_val.get("val/top1_err"),
         "best_epoch": None if record.best_epoch is None else record.best_epoch + 1,
         "epochs": record.epochs,
+        # §5's plateau schedule stops a run at the plateau after its last cut (budget=until_stopped)
+        "epochs_to_stop": math.inf if max_epochs and record.epochs >= max_epochs else record.epochs,
         "steps": record.steps,
         "steps_to_target": steps_to,
         "epochs_to_target": (fig1.get("images_to_target") or math.inf) / images if images and steps_to else None,
@@ -121,11 +125,11 @@ def load_runs(sweep_dirs: list[Path], claim: dict[str, Any] | None = None) -> li
             curves = read_curves(folder / "metrics.csv")
             if claim_.get("arms_from") == "test_by_crops":  # one run, tested several ways: one pseudo-run each
                 for crops, test in RunRecord.from_json(summary).test_by_crops.items():
-                    metrics = run_metrics(summary, test, curves, claim_)
+                    metrics = run_metrics(summary, test, curves, claim_, cfg["trainer"].get("max_epochs"))
                     name = prediction_name(crops, RunRecord.from_json(summary).test_crops)
                     runs.append(Run(folder, cfg, summary, crops_arm(crops), metrics, curves, name))
             else:
-                metrics = run_metrics(summary, None, curves, claim_)
+                metrics = run_metrics(summary, None, curves, claim_, cfg["trainer"].get("max_epochs"))
                 runs.append(Run(folder, cfg, summary, str(cfg.get("arm")), metrics, curves))
     return runs
 
@@ -161,7 +165,7 @@ def capped(run: Run, metric: str) -> float:
         raise ValueError(f"{run.path}: no value for {metric}, which the claim needs (see its summary.json)")
     if not math.isinf(value):
         return float(value)
-    if metric.startswith(("epochs_to_train_err", "epochs_to_converge")):
+    if metric.startswith(("epochs_to_train_err", "epochs_to_converge", "epochs_to_stop")):
         return float(run.record.epochs)
     if metric.startswith(AREA):  # the area under the whole run's curve
         return error_area((fig1_curve(run.curves, run.record.extra) or ([], 1))[0], float(run.record.steps))
