@@ -15,7 +15,7 @@ from alexnet.family import adjust, holm
 from alexnet.fig1 import chosen_settings, select_runs
 from alexnet.pipeline import ConfigError
 from alexnet.render import grid_table
-from alexnet.runs import Run, read_curves, run_metrics
+from alexnet.runs import Run, load_runs, read_curves, run_metrics, stops_at
 from alexnet.verdict import judge_values, parse_spec, seeds_for
 
 
@@ -85,6 +85,11 @@ def test_the_plateau_schedule_waits_out_the_warm_up_and_its_stop_is_the_iteratio
     assert summary["lr_reduction_epochs"] == [3, 4, 5] and summary["epochs"] == 6
     assert run_metrics(summary, claim={}, max_epochs=20)["epochs_to_stop"] == 6
     assert math.isinf(run_metrics(summary, claim={}, max_epochs=6)["epochs_to_stop"])  # stopped by the cap: a bound
+    # what a report reads: the cap of a run whose schedule stops it; a fixed schedule's runs get no such metric
+    (run,) = load_runs([run_dir.parent])
+    assert stops_at(run.cfg) == 20 and run.metrics["epochs_to_stop"] == 6
+    assert stops_at({**run.cfg, "scheduler": {"_target_": "alexnet.optim.MilestoneSchedule"}}) is None
+    assert "epochs_to_stop" not in run_metrics(summary, claim={})
 
 
 def test_fig1_records_every_target_and_stops_at_the_last(train_here) -> None:

@@ -65,8 +65,8 @@ def run_metrics(
     max_epochs: int | None = None,
 ) -> dict[str, float | None]:
     """The numbers a claim can be judged on, from one run's summary.json and metrics.csv. `inf` marks an event
-    the run ended before (a target never reached; `max_epochs` reached before the schedule stopped the run):
-    compare() counts it as the whole run, a bound."""
+    the run ended before (a target never reached; `max_epochs`, given for a run whose schedule stops it, reached
+    first): compare() counts it as the whole run, a bound."""
     record = summary if isinstance(summary, RunRecord) else RunRecord.from_json(summary)
     test = record.test if test is None else test
     curves, claim = curves or {}, claim or {}
@@ -81,13 +81,13 @@ def run_metrics(
         "best_val/top1_err": record.best_val.get("val/top1_err"),
         "best_epoch": None if record.best_epoch is None else record.best_epoch + 1,
         "epochs": record.epochs,
-        # §5's plateau schedule stops a run at the plateau after its last cut (budget=until_stopped)
-        "epochs_to_stop": math.inf if max_epochs and record.epochs >= max_epochs else record.epochs,
         "steps": record.steps,
         "steps_to_target": steps_to,
         "epochs_to_target": (fig1.get("images_to_target") or math.inf) / images if images and steps_to else None,
         "wall_seconds": record.wall_seconds,
     }
+    if max_epochs:  # §5's plateau schedule stops a run at the plateau after its last cut (budget=until_stopped)
+        metrics["epochs_to_stop"] = math.inf if record.epochs >= max_epochs else record.epochs
     for target, reached in (fig1.get("to_targets") or {}).items():  # Fig. 1 at several training errors
         metrics[f"steps_to_{target}"] = math.inf if reached is None else reached[0]
         metrics[f"epochs_to_{target}"] = math.inf if reached is None else reached[1] / images
@@ -125,13 +125,19 @@ def load_runs(sweep_dirs: list[Path], claim: dict[str, Any] | None = None) -> li
             curves = read_curves(folder / "metrics.csv")
             if claim_.get("arms_from") == "test_by_crops":  # one run, tested several ways: one pseudo-run each
                 for crops, test in RunRecord.from_json(summary).test_by_crops.items():
-                    metrics = run_metrics(summary, test, curves, claim_, cfg["trainer"].get("max_epochs"))
+                    metrics = run_metrics(summary, test, curves, claim_, stops_at(cfg))
                     name = prediction_name(crops, RunRecord.from_json(summary).test_crops)
                     runs.append(Run(folder, cfg, summary, crops_arm(crops), metrics, curves, name))
             else:
-                metrics = run_metrics(summary, None, curves, claim_, cfg["trainer"].get("max_epochs"))
+                metrics = run_metrics(summary, None, curves, claim_, stops_at(cfg))
                 runs.append(Run(folder, cfg, summary, str(cfg.get("arm")), metrics, curves))
     return runs
+
+
+def stops_at(cfg: dict[str, Any]) -> int | None:
+    """The epoch cap of a run whose schedule stops it (§5's plateau schedule); None for a fixed schedule."""
+    stops = str((cfg.get("scheduler") or {}).get("_target_", "")).endswith("PlateauSchedule")
+    return (cfg.get("trainer") or {}).get("max_epochs") if stops else None
 
 
 def crops_arm(crops: str | int) -> str:
