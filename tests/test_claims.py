@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from alexnet.family import adjust, holm
 from alexnet.fig1 import chosen_settings, select_runs
@@ -75,13 +76,18 @@ def test_the_plateau_schedule_waits_out_the_warm_up_and_its_stop_is_the_iteratio
     _, run_dir = train_here(
         "experiment=ablate_dropout_iterations", "arm=no_dropout", "debug=fast", "scheduler.warmup_epochs=2",
         "scheduler.patience=0", "scheduler.threshold=10", "data.train_subset=200", "trainer.check_val_every_n_epoch=1",
-        "trainer.max_epochs=20", "callbacks.train_eval_error.sample=32", "test=false",
+        "trainer.max_epochs=20", "callbacks.train_eval_error.sample=32", "data.test_crops=1",
+        # the "best" checkpoint, which the test restores with every callback's state, is the worst epoch: an early
+        # one, before the last cut; the summary must still give the cuts of the whole run
+        "callbacks.model_checkpoint.mode=max",
     )  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     lrs = [v for _, _, v in read_curves(run_dir / "metrics.csv")["lr"]]
     assert lrs[:4] == pytest.approx([0.02 * k / 4 for k in range(1, 5)])  # 2 steps an epoch, 2 warm-up epochs
     # (even the first counted validation fails it). The warm-up's validations neither cut nor count: the cuts come
     # after epochs 3, 4 and 5 and the stop after 6 (counted from epoch 1: cuts after 1, 2 and 3, the stop after 4)
+    tested = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    assert tested < 4  # (0-based) the tested checkpoint's schedule had not made all its cuts
     assert summary["lr_reduction_epochs"] == [3, 4, 5] and summary["epochs"] == 6
     assert run_metrics(summary, claim={}, max_epochs=20)["epochs_to_stop"] == 6
     assert math.isinf(run_metrics(summary, claim={}, max_epochs=6)["epochs_to_stop"])  # stopped by the cap: a bound

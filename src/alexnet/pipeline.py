@@ -63,6 +63,9 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.train:
         fit(trainer, module, datamodule, cfg.get("ckpt_path"), out)
     fit_seconds = time.time() - started
+    # read before the test: testing a checkpoint restores every callback's state from it (Lightning restores
+    # callbacks in every stage), so a plateau schedule tested at its best epoch would report only the cuts before it
+    trained = training_record(trainer)
 
     by_crops: dict[str, dict[str, float]] = {}
     if cfg.test:
@@ -77,7 +80,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     if measuring is not None and trainer.is_global_zero:  # the weights just tested (callbacks.TrainEvalError)
         train_eval = measuring.measure(module, datamodule)
 
-    record = record_run(cfg, trainer, module, datamodule, by_crops, train_eval)
+    record = record_run(cfg, trainer, module, datamodule, by_crops, train_eval, trained)
     record.git = provenance
     record.fit_seconds, record.wall_seconds = round(fit_seconds, 1), round(time.time() - started, 1)
     if trainer.is_global_zero:
@@ -121,6 +124,18 @@ def fit(trainer: L.Trainer, module: AlexNetModule, datamodule: ImageDataModule, 
             ) from e
 
 
+def training_record(trainer: L.Trainer) -> dict[str, Any]:
+    """What the callbacks know at the end of training: the schedule's cuts (None: no schedule) and what summary
+    contributors add (e.g. the steps to a target training error, Fig. 1)."""
+    scheduler = next((c for c in trainer.callbacks if isinstance(c, RateSchedule)), None)
+    cuts = [e for e in scheduler.reduction_epochs if e < trainer.current_epoch] if scheduler else None
+    extra: dict[str, Any] = {}
+    for callback in trainer.callbacks:
+        if isinstance(callback, SummaryContributor):
+            extra.update(callback.summary())
+    return {"cuts": cuts, "extra": extra}
+
+
 def record_run(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -128,18 +143,15 @@ def record_run(
     datamodule: ImageDataModule,
     by_crops: dict[str, dict[str, float]],
     train_eval: dict[str, float],
+    trained: dict[str, Any],
 ) -> RunRecord:
-    """What summary.json says about a run that has trained and been tested (provenance and times aside)."""
+    """What summary.json says about a run that has trained and been tested (provenance and times aside);
+    `trained`: training_record, read before the test."""
     out = Path(cfg.paths.output_dir)
     history = module.val_history
     best_row = min(history, key=lambda r: r.get("val/top1_err", float("inf")), default={})
-    scheduler = next((c for c in trainer.callbacks if isinstance(c, RateSchedule)), None)
-    cuts = [e for e in (scheduler.reduction_epochs if scheduler else []) if e < trainer.current_epoch]
+    cuts = trained["cuts"]
     last = out / "checkpoints" / "last.ckpt"
-    extra: dict[str, Any] = {}
-    for callback in trainer.callbacks:  # e.g. the steps to a target training error (Fig. 1)
-        if isinstance(callback, SummaryContributor):
-            extra.update(callback.summary())
     return RunRecord(
         run_dir=str(out),
         experiment=cfg.get("experiment_name"),
@@ -152,8 +164,8 @@ def record_run(
         train_images=len(datamodule.sources["train"]) if datamodule.sources else None,
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
-        lr_reduction_epochs=cuts,
-        lr_reductions=None if scheduler is None else len(cuts),
+        lr_reduction_epochs=cuts or [],
+        lr_reductions=None if cuts is None else len(cuts),
         world_size=trainer.world_size,
         replicas_identical=module.replicas_identical,
         model_devices=OmegaConf.to_container(cfg.model, resolve=True).get("devices"),
@@ -169,7 +181,7 @@ def record_run(
             "best": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
             "last": str(last) if last.exists() else None,
         },
-        extra=extra,
+        extra=trained["extra"],
     )
 
 
