@@ -67,6 +67,26 @@ def test_a_flat_arm_passes_though_one_of_its_runs_moves_by_noise() -> None:
     assert not [c for c in conv["runs"] if c["seed"] == 2][0]["converged"]
 
 
+def test_runs_that_stop_at_different_epochs_are_averaged_at_their_ends() -> None:
+    """budget=until_stopped: each run stops at its own plateau. Averaged at common epochs, the short run's flat end
+    sits beside the long run still descending (the first iterations sweep: a 0.51-point spread though every run was
+    flat); aligned at their ends, the mean curve is each run's own plateau."""
+    short = [0.30, 0.20, 0.160, 0.150, 0.150, 0.150]
+    long = [0.32, 0.28, 0.25, 0.22, 0.20, 0.18, 0.165, 0.161, 0.160, 0.160]
+    conv = convergence.assess({"no_dropout": [_run(1, short), _run(2, long)]}, {})
+    arm = conv["arms"]["no_dropout"]
+    assert conv["all_converged"] and arm["aligned_at_end"] and arm["runs_converged"] == 2
+    assert arm["last"] == pytest.approx([0.1555, 0.155, 0.155])
+    assert "aligned at their ends" in conv["applies_to"] and "aligned at their last validation" in convergence.render(
+        conv
+    )
+    # at common epochs (the old mean) the same arm fails: epochs 4-6 average 0.185, 0.175, 0.165
+    assert not convergence.converged([(a + b) / 2 for a, b in zip(short, long[:6], strict=True)], 0.002, 3)
+    # runs of one length are averaged epoch by epoch, as before
+    same = convergence.assess({"ref": [_run(1, PLATEAU), _run(2, STILL_IMPROVING)]}, {})
+    assert "aligned_at_end" not in same["arms"]["ref"] and same["applies_to"].endswith("over its seeds")
+
+
 def test_the_matched_gap_is_interpolated_at_the_first_crossing() -> None:
     train = {1: 0.30, 3: 0.18, 5: 0.12, 7: 0.16, 9: 0.05}  # crosses 15% between epochs 4 and 6, and again later
     val = {1: 0.32, 3: 0.24, 5: 0.21, 7: 0.25, 9: 0.22}

@@ -11,6 +11,10 @@ Every claim whose runs validate gets the verdict "not converged" when either arm
 whatever its budget (the claims issue: every claim's arms pass the rule, or its verdict says they did not); a claim
 may set `require_convergence: false` with its reason. Fig. 1's runs validate nothing: their measure is the steps to
 a training error within the run, so where a run stops does not change it.
+Runs of different lengths (each stopped by §5's plateau schedule) are averaged aligned at their ends (mean_curve).
+That alignment was set after the first iterations sweep, whose verdict the common-epoch mean had withheld: the rule
+as first written was undefined for runs that stop at different epochs, not wrong about them (each of its runs
+passes the band alone), and for runs of one length the two alignments are the same.
 """
 
 from __future__ import annotations
@@ -73,18 +77,33 @@ def run_check(run: Run, rule: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def mean_curve(runs: list[Run]) -> tuple[list[int], list[float]]:
-    """An arm's validation top-1 error averaged over its runs, at the epochs every run validated (epoch counts)."""
-    curves = [by_epoch(r.curves, METRIC) for r in runs]
-    epochs = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    return [e + 1 for e in epochs], [float(np.mean([c[e] for c in curves])) for e in epochs]
+def mean_curve(runs: list[Run]) -> tuple[list[int], list[float], bool]:
+    """An arm's validation top-1 error averaged over its runs, and whether the runs' curves were aligned at their
+    ends. Runs that validated at the same epochs (a fixed schedule) are averaged epoch by epoch (epoch counts).
+    Runs of different lengths (a schedule that stops each run at its own plateau, budget=until_stopped) are
+    averaged position by position back from each run's last validation (epochs -k+1 … 0): averaging them at the
+    same epoch would set one run's flat end beside another still at a higher rate, which no run's curve shows
+    (the first iterations sweep: every run flat within 0.06 points, the mean over common epochs moving 0.51)."""
+    curves = [sorted(by_epoch(r.curves, METRIC).items()) for r in runs]
+    if not curves:
+        return [], [], False
+    if all([e for e, _ in c] == [e for e, _ in curves[0]] for c in curves):
+        return (
+            [e + 1 for e, _ in curves[0]],
+            [float(np.mean([c[i][1] for c in curves])) for i in range(len(curves[0]))],
+            False,
+        )
+    n = min(len(c) for c in curves)
+    values = [float(np.mean([c[len(c) - n + i][1] for c in curves])) for i in range(n)]
+    return list(range(1 - n, 1)), values, True
 
 
 def arm_check(runs: list[Run], rule: dict[str, float]) -> dict[str, Any]:
-    epochs, values = mean_curve(runs)
+    epochs, values, aligned_at_end = mean_curve(runs)
     tail = values[-int(rule["last"]) :]
     s, low, high = slope(epochs, values)
     return {
+        **({"aligned_at_end": True} if aligned_at_end else {}),
         "converged": converged(values, rule["within"], int(rule["last"])),
         "runs": len(runs),
         "runs_converged": sum(run_check(r, rule)["converged"] for r in runs),
@@ -108,7 +127,12 @@ def assess(arms: dict[str, list[Run]], claim: dict[str, Any]) -> dict[str, Any] 
     per_arm = {arm: arm_check(runs, rule) for arm, runs in arms.items()}
     return {
         "rule": rule,
-        "applies_to": "each arm's mean validation curve over its seeds",
+        "applies_to": "each arm's mean validation curve over its seeds"
+        + (
+            ", runs of different lengths aligned at their ends"
+            if any("aligned_at_end" in a for a in per_arm.values())
+            else ""
+        ),
         "required": required(claim),
         "arms": per_arm,
         "all_converged": all(a["converged"] for a in per_arm.values()),
@@ -131,7 +155,8 @@ def render(conv: dict[str, Any] | None) -> str:
         if "last" not in a:  # a claim.json written before the rule applied to arms
             return f"{arm}: {a['converged']} of {a['runs']} runs"
         verdict = "**converged**" if a["converged"] else "**not converged**"
-        return (f"{arm}: {verdict} (last {', '.join(f'{v * 100:.2f}' for v in a['last'])}%, spread "
+        aligned = "runs of different lengths, aligned at their last validation: " if a.get("aligned_at_end") else ""
+        return (f"{arm}: {verdict} ({aligned}last {', '.join(f'{v * 100:.2f}' for v in a['last'])}%, spread "
                 f"{_points(a['spread']).lstrip('+')} points, slope {_points(a['slope'])} "
                 f"[{_points(a['slope_low'])}, {_points(a['slope_high'])}] points/epoch; "
                 f"{a['runs_converged']} of {a['runs']} runs pass alone)")  # fmt: skip
