@@ -3,12 +3,14 @@ terminal (the real entry point, in a real process each way: the terminal's a fre
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from alexnet.progress import time_left
 from conftest import ROOT, data_overrides
 
 EPOCH_LINE = re.compile(
@@ -61,3 +63,11 @@ def test_a_terminal_gets_the_rich_bar(tmp_path: Path, fmnist_dir: Path) -> None:
     screen = b"".join(chunks).decode(errors="replace")
     assert "Epoch 1/" in screen, screen[-3000:]  # the rich bar
     assert not any(EPOCH_LINE.match(line.strip()) for line in screen.splitlines())
+
+
+def test_a_resumed_run_paces_its_time_left_by_what_it_ran_itself() -> None:
+    # resumed at epoch 3 of 15 half way through it (50 of 100 batches), 60 s later epoch 3 ends: 0.5 epoch a minute,
+    # 12 epochs left take 24 minutes (counting the run's epoch number, 3 epochs in 60 s, would say 4)
+    assert time_left(60.0, 50, 100, 12) == 24 * 60
+    assert time_left(60.0, 200, 100, 3) == 90  # two epochs in a minute from the start: 3 more take 90 s
+    assert math.isnan(time_left(5.0, 0, 100, 3)) and math.isnan(time_left(5.0, 10, float("inf"), 3))

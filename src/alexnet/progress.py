@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from datetime import timedelta
@@ -26,6 +27,13 @@ def _clock(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
+def time_left(elapsed: float, batches_run: int, batches_per_epoch: float, epochs_left: int) -> float:
+    """Seconds for `epochs_left` more epochs at the pace of this process: `elapsed` over the epochs it ran, counted
+    in batches. A run resumed mid-epoch (or after N epochs) ran only part of what its epoch number says."""
+    epochs_run = batches_run / batches_per_epoch if batches_run and batches_per_epoch else 0.0
+    return elapsed / epochs_run * epochs_left if epochs_run else math.nan  # no pace yet, or epochs of no length
+
+
 class EpochLines(ProgressBar):
     """One line per training epoch, for logs: epoch, mean training loss, validation top-1 error, learning rate,
     training images per second (validation excluded), time elapsed and an upper bound on the time left (a plateau
@@ -37,6 +45,7 @@ class EpochLines(ProgressBar):
         self._fit_start = 0.0
         self._loss_sum: torch.Tensor | float = 0.0
         self._batches = 0
+        self._batches_run = 0  # in this process: a resumed run's time left is paced by what it ran itself
 
     def enable(self) -> None:
         self._enabled = True
@@ -45,7 +54,7 @@ class EpochLines(ProgressBar):
         self._enabled = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._fit_start = time.perf_counter()
+        self._fit_start, self._batches_run = time.perf_counter(), 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._batches, self._loss_sum = 0, 0.0
@@ -56,6 +65,7 @@ class EpochLines(ProgressBar):
         if loss is not None:  # summed as a tensor: no wait for a GPU at every step
             self._loss_sum = self._loss_sum + loss.detach()
             self._batches += 1
+        self._batches_run += 1
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: AlexNetModule) -> None:
@@ -75,6 +85,7 @@ class EpochLines(ProgressBar):
             f"{rate:,.0f} images/s",
             f"elapsed {_clock(elapsed)}",
         ]
-        if total and total > 0:
-            parts.append(f"ETA <= {_clock(elapsed / done * (total - done))}")
+        left = time_left(elapsed, self._batches_run, trainer.num_training_batches, total - done) if total else math.nan
+        if total and total > 0 and math.isfinite(left):
+            parts.append(f"ETA <= {_clock(left)}")
         print(" | ".join(parts), flush=True)
