@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 from alexnet.runs import Run, by_epoch
 
@@ -108,6 +109,11 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
         ax.axvline(1.0 if ratio else 0.0, color="k", lw=0.8)
         if ratio:
             ax.set_xscale("log")
+            ax.margins(x=0.15)  # the paper's mark and the interval's ends off the frame
+            # ×0.25, ×0.5, ×1, ×2 ... in plain words; matplotlib's default writes 6×10^-1 beside 10^0
+            ax.xaxis.set_major_locator(ticker.FixedLocator([2.0**k for k in range(-6, 7)]))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"×{v:g}"))
+            ax.xaxis.set_minor_locator(ticker.NullLocator())
             ax.set_xlabel("ratio ablated / reference (| : the paper's)")
         else:
             ax.set_xlabel("Δ in units of the paper's size here (| : the paper's = 1; rows in pts: no size)")
