@@ -4,12 +4,16 @@ pooling, loses positions: the check can fail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet.model import POOLINGS, AlexNet, pool_coverage, pool_padding
+from alexnet.render import pooling_geometry
+from alexnet.runs import Run
 from conftest import CONF, mini_kwargs
 
 ARMS = ("overlapping", "non_overlapping")
@@ -25,13 +29,8 @@ def arm_net(experiment: str, arm: str) -> AlexNet:
 
 
 def coverage(net: AlexNet) -> list[float]:
-    """The fraction of each pooled map's positions that some window holds (pool1, pool2, pool5; both dimensions)."""
-    z, s = net.pool1.kernel_size, net.pool1.stride
-    fractions = []
-    for size, pool in zip(net.pool_inputs, (net.pool1, net.pool2, net.pool5), strict=True):
-        pads = pool.padding if isinstance(pool.padding, tuple) else (pool.padding, pool.padding)
-        fractions += [pool_coverage(d, z, s, p)[1] for d, p in zip(size, pads, strict=True)]
-    return fractions
+    """The fraction of each pooled map's rows and columns that some window holds (pool1, pool2, pool5)."""
+    return [f for g in net.pool_geometry() for f in g["held"]]
 
 
 def input_reach(net: AlexNet) -> torch.Tensor:
@@ -73,3 +72,25 @@ def test_cover_pads_only_where_a_window_would_miss_the_last_position(size: int) 
         pad = pool_padding(size, z, s, "cover")
         assert pool_coverage(size, z, s, pad)[1] == 1.0
         assert pad == 0 or pool_coverage(size, z, s, 0)[1] < 1.0  # no padding that was not needed
+
+
+def arm_model(experiment: str, arm: str, *overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", [f"experiment={experiment}", f"arm={arm}", *overrides])
+    return OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def test_the_pooling_report_shows_each_arms_geometry_and_what_it_loses() -> None:
+    """report.md's line, from the runs' own configs: both arms of ablate_pooling hold every row and column; the
+    default net's floor-mode 2/2 (what the first pooling claim ran) shows what it loses."""
+    runs = {arm: [Run(Path("."), {"model": arm_model("ablate_pooling", arm)}, {"seed": 1}, arm, {})] for arm in ARMS}
+    text = pooling_geometry(runs)
+    assert text.count("100% of rows and columns held") == 6 and "pool5 6×6 → 3×3" in text, text
+    assert "overlapping (overlapping, 3/2, pool_edges=cover)" in text and "non_overlapping, 2/2" in text
+    floor = {arm: [Run(Path("."), {"model": arm_model("ablate_pooling", arm, "model.stem_kernel=6",
+                                                       "model.pool_edges=floor")}, {"seed": 1}, arm, {})]
+             for arm in ARMS}  # fmt: skip
+    text = pooling_geometry(floor)
+    assert "pool5 5×5 → 2×2 (padding 0, 80% of rows and columns held)" in text, text
+    # arms that pool alike (any other claim) get no such line
+    assert pooling_geometry({"a": runs["overlapping"], "b": runs["overlapping"]}) == ""

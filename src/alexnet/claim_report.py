@@ -20,6 +20,7 @@ from alexnet.render import (
     lr_cuts,
     markdown_table,
     per_seed_table,
+    pooling_geometry,
     print_table,
     views_table,
 )
@@ -87,6 +88,8 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
         _choices_note(arms),
         "",
         lr_cuts(arms),
+        "",
+        pooling_geometry(arms),
         "",
         convergence.render(claim_record.get("convergence")),
         "",

@@ -10,6 +10,7 @@ layers see both): the same function with the same parameters as the two-GPU net 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -174,6 +175,19 @@ class AlexNet(nn.Module):
         self.act7, self.drop7 = act(), Dropout(dropout, dropout_style)
         self.fc8 = nn.Linear(fc_width, num_classes)
         self.reset_parameters(init)
+
+    def pool_geometry(self) -> list[dict[str, Any]]:
+        """Per max-pooling (pool1, pool2, pool5): its input map, window and stride, padding, output map and the
+        fraction of the input's rows and columns that some window holds (1.0 each: no position lost)."""
+        rows = []
+        for name, size in zip(("pool1", "pool2", "pool5"), self.pool_inputs, strict=True):
+            pool = getattr(self, name)
+            pads = pool.padding if isinstance(pool.padding, tuple) else (pool.padding, pool.padding)
+            out = [pool_coverage(d, pool.kernel_size, pool.stride, p) for d, p in zip(size, pads, strict=True)]
+            rows.append({"pool": name, "input": tuple(size), "window": pool.kernel_size, "stride": pool.stride,
+                         "padding": tuple(pads), "output": tuple(o for o, _ in out),
+                         "held": tuple(f for _, f in out)})  # fmt: skip
+        return rows
 
     @staticmethod
     def _lrn(cfg: dict, groups: int) -> nn.Module:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alexnet.fig1 import chosen_settings, tuning_runs
+from alexnet.model import AlexNet
 from alexnet.module import VIEWS
 from alexnet.runs import Run, capped, censored
 from alexnet.verdict import Comparison
@@ -153,3 +154,23 @@ def views_table(arms: dict[str, list[Run]]) -> str:
     return f"10-crop diagnostics over {len(runs)} runs (top-1 %, mean ± std):\n\n" + markdown_table(
         ["test view", "top-1 %"], rows
     )
+
+
+def pooling_geometry(arms: dict[str, list[Run]]) -> str:
+    """Where the arms differ in pooling (ablate_pooling*): each arm's poolings as its runs' config builds the net,
+    and the share of each map's rows and columns that some window holds, so the report shows that neither arm
+    loses a position (the claims issue; tests/test_pooling_cover.py pins it, and checks every input pixel)."""
+    models = {arm: dict(rs[0].cfg.get("model") or {}) for arm, rs in arms.items() if rs}
+    if len({str(m.get("pooling")) for m in models.values()}) < 2:
+        return ""
+    parts = []
+    for arm, model in models.items():
+        net = AlexNet(**{k: v for k, v in model.items() if k not in ("_target_", "devices")})
+        pools = "; ".join(
+            f"{g['pool']} {g['input'][0]}×{g['input'][1]} → {g['output'][0]}×{g['output'][1]} (padding "
+            f"{g['padding'][0]}, {min(g['held']):.0%} of rows and columns held)"
+            for g in net.pool_geometry()
+        )
+        parts.append(f"{arm} ({model.get('pooling')}, {net.pool1.kernel_size}/{net.pool1.stride}, "
+                     f"pool_edges={model.get('pool_edges', 'floor')}): {pools}")  # fmt: skip
+    return "Pooling geometry (each arm's net built from its runs' config): " + "; ".join(parts) + "."
