@@ -22,7 +22,9 @@ COLUMNS = {  # metric -> (header, as percent)
     "overfit_gap_matched": ("gap at matched train error (pts)", True),
     "matched_epoch": ("epoch at matched train error", False),
     "epochs_to_train_err": ("epochs to train error", False),
-    "epochs_to_converge": ("epochs to converge (train, eval mode)", False),
+    # where the eval-mode training error settles for good: on a fixed schedule that is just after a cut (the rate,
+    # not the feature, decides it), so it is shown, never judged
+    "epochs_to_converge": ("epochs until train error settles (eval mode; follows the schedule's cuts)", False),
     "epochs_to_stop": ("epochs until §5's schedule stopped", False),
     "steps_to_target": ("steps to target", False),
     "epochs_to_target": ("epochs to target", False),
