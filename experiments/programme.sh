@@ -51,7 +51,9 @@ for name in "${@:-${ORDER[@]}}"; do
     ;;
   *)
     sweep "$name" "$RUNS/$name/programme"
-    report "$RUNS/$name/programme" --out "experiments/$name"
+    # judged on the claim block as conf/experiment/NAME.yaml states it now (the same as the runs' own until the
+    # analysis is edited; the runs are not retrained for that: resume.py)
+    report "$RUNS/$name/programme" --experiment "$name" --out "experiments/$name"
     ;;
   esac
   report --index experiments

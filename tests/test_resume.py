@@ -314,6 +314,9 @@ def test_a_finished_run_from_another_checkout_is_still_finished(tmp_path: Path, 
     (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     (run_dir / "summary.json").write_text("{}")
     assert existing_run(cfg, run_dir) == ("finished", None)
+    saved["claim"]["paper"] = {"test/top1_err": {"delta": 0.02, "base": 0.4}}  # how it is judged: not what ran
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert existing_run(cfg, run_dir) == ("finished", None)
     saved["optimizer"]["lr"] = 0.5  # what ran did change: still refused
     (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(ValueError, match="optimizer.lr"):

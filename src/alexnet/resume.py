@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.checkpoints import newest_checkpoint
 
-# settings that name where and how a run is started, not what it computes
-NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra", "extras", "optimized_metric")
+# settings that name where and how a run is started, not what it computes; and `claim`, how src/compare.py judges
+# the runs (never read by training): an edit to a claim's analysis re-judges finished runs, it does not retrain them
+NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra", "extras", "optimized_metric", "claim")
 # at any depth; data_dir follows paths.data_dir, so a sweep committed from one checkout is found finished in another
 WHERE = ("default_root_dir", "dirpath", "save_dir", "data_dir", "num_workers")
 # what happens after training, and the eval-mode training error, which reads the weights and never changes them
