@@ -4,6 +4,7 @@ learning-rate grid and the 10-crop diagnostics (the claim's own tables: claim_ta
 from __future__ import annotations
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -167,7 +168,8 @@ def pooling_geometry(arms: dict[str, list[Run]]) -> str:
         return ""
     parts = []
     for arm, model in models.items():
-        net = AlexNet(**{k: v for k, v in model.items() if k not in ("_target_", "devices")})
+        with torch.device("meta"):  # the shapes only: no weights allocated or drawn
+            net = AlexNet(**{k: v for k, v in model.items() if k not in ("_target_", "devices")})
         pools = "; ".join(
             f"{g['pool']} {g['input'][0]}×{g['input'][1]} → {g['output'][0]}×{g['output'][1]} (padding "
             f"{g['padding'][0]}, {min(g['held']):.0%} of rows and columns held)"
