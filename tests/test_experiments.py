@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from alexnet.curves import smoothed_crossing
 from alexnet.loggers import resolve_mode
-from alexnet.report import compare
+from alexnet.report import claim_json, compare
 from alexnet.runs import Run, load_runs, read_curves
 from alexnet.verdict import VERDICTS
 from conftest import CONF, compose_train, data_overrides, evaluate_in_process
@@ -466,6 +466,25 @@ def test_ratio_claims_compare_logs_and_count_a_miss_as_the_whole_run() -> None:
     assert c.verdict == "reproduced" and c.ablated == [600, 650, 1000]  # censored at the run's 1000 steps
     log_mean = lambda xs: sum(map(math.log, xs)) / len(xs)  # noqa: E731
     assert c.delta == pytest.approx(log_mean([600, 650, 1000]) - log_mean([100, 110, 90]))
+
+
+def test_pairs_where_neither_run_reached_the_target_are_no_evidence() -> None:
+    # both nets still above the target when their runs ended: each value is a bound, their ratio bounds nothing
+    inf = float("inf")
+    ref, abl = _runs("relu", [inf, 900, inf], "steps_to_target"), _runs("tanh", [inf, inf, inf], "steps_to_target")
+    c = compare("steps_to_target", "x6", ref, abl)
+    assert c.unreached == [0, 2] and c.reference == [900] and c.ablated == [1000]  # seed 1's pair kept, a bound
+    assert "2 pairs where neither run reached it left out" in c.note
+    nothing = compare("steps_to_target", "x6", _runs("relu", [inf, inf], "steps_to_target"),
+                      _runs("tanh", [inf, inf], "steps_to_target"))  # fmt: skip
+    assert nothing.verdict == "not reached" and nothing.reference == [] and math.isnan(nothing.p)
+    # and so it stays in the table's family, which it does not enter (no p-value), beside a row that is tested
+    tested = compare("test/top1_err", {"delta": 0.014, "base": 0.407}, _runs("a", [0.10, 0.20, 0.30]),
+                     _runs("b", [0.11, 0.21, 0.31]))  # fmt: skip
+    claim = claim_json("ablate_activation", {"text": "", "reference": "relu", "ablated": "tanh"}, [nothing, tested])
+    rows = {r["metric"]: r for r in claim["comparisons"]}
+    assert rows["steps_to_target"]["verdict"] == "not reached" and rows["test/top1_err"]["family_size"] == 2
+    assert "not reached" in VERDICTS
 
 
 def test_best_epoch_at_the_last_epoch_is_no_verdict() -> None:

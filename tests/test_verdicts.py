@@ -105,7 +105,15 @@ def test_a_claim_whose_runs_did_not_converge_keeps_its_statistics_but_no_verdict
     conv["required"] = False  # the same runs on a budget that does not ask for convergence
     adjust(claims)
     assert row["verdict"] == "reproduced"
-    assert set(VERDICTS) == {"reproduced", "smaller", "opposite", "excluded", "inconclusive", "not converged"}
+    assert set(VERDICTS) == {
+        "reproduced",
+        "smaller",
+        "opposite",
+        "excluded",
+        "inconclusive",
+        "not converged",
+        "not reached",
+    }
 
 
 def _enumerate(d: list[float], stat, extreme) -> float:

@@ -100,6 +100,8 @@ def adjust(claims: list[dict[str, Any]], into: str | None = None) -> None:
         out["mde"], out["seeds_needed"] = _power(c, alpha_m)
         out["verdict_tests"] = tests
         out["verdict"] = "not converged" if unconverged(claim) else tests
+        if c.get("unreached") and not c["reference"]:  # report.compare: no pair left to test
+            out["verdict"] = out["verdict_tests"] = "not reached"
         out["alpha_adjusted"], out["family_size"] = alpha_m, m
         out["normality_only"] = _rests_on_normality(c, tests, row_levels)
         out["levels"] = row_levels  # the Holm level each test was held to

@@ -19,6 +19,7 @@ COLORS = {  # one per verdict.VERDICTS
     "excluded": "tab:purple",
     "inconclusive": "tab:gray",
     "not converged": "tab:orange",
+    "not reached": "tab:brown",
 }
 
 

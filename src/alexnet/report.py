@@ -35,6 +35,9 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
     if not paired:
         pairs = list(zip(ref, abl, strict=False))
     kept = [(r, a) for r, a in pairs if r.metrics.get(metric) is not None and a.metrics.get(metric) is not None]
+    # a pair in which neither run reached the event bounds both values from below and their ratio not at all
+    unreached = [(r, a) for r, a in kept if censored(r, metric) and censored(a, metric)] if paired else []
+    kept = [pair for pair in kept if pair not in unreached]
     ref_, abl_ = (
         ([p[0] for p in kept], [p[1] for p in kept])
         if paired
@@ -66,7 +69,12 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
         notes.append(f"{n_censored} of {len(r) + len(a)} runs {what}")
         if metric == "best_epoch" and c.verdict != "inconclusive":  # no epoch to compare
             c.verdict = "inconclusive"
-    dropped = len(ref) + len(abl) - len(r) - len(a)
+    c.unreached = [a.seed for _, a in unreached]
+    if unreached:
+        notes.append(f"{len(unreached)} pairs where neither run reached it left out")
+        if not kept:
+            c.verdict = "not reached"  # nothing to compare: no test, outside the family
+    dropped = len(ref) + len(abl) - len(r) - len(a) - 2 * len(unreached)
     if dropped:
         notes.append(f"{dropped} runs without a value left out" + (" with their pairs" if paired else ""))
     c.note = "; ".join([*filter(None, [c.note]), *notes])

@@ -18,8 +18,9 @@ from scipy import stats
 from alexnet.signflip import sign_flip_p, sign_flip_p_below
 
 ALPHA, POWER = 0.05, 0.8
-# the five outcomes of the tests, and the one that overrides them when a claim's runs did not converge
-VERDICTS = ("reproduced", "smaller", "opposite", "excluded", "inconclusive", "not converged")
+# the five outcomes of the tests; the one that overrides them when a claim's runs did not converge; and the row with
+# nothing to test, where no seed had a run that reached the event (Fig. 1's targets)
+VERDICTS = ("reproduced", "smaller", "opposite", "excluded", "inconclusive", "not converged", "not reached")
 REJECTIONS = ("reproduced", "smaller", "opposite", "excluded")  # the verdicts that rest on a rejected null
 
 VERDICT_RULE = (
@@ -43,7 +44,8 @@ VERDICT_RULE = (
     "2^n sign flips of the paired differences): it needs no normality, but on n seeds it cannot fall below "
     "2/2^n (5 seeds: 0.0625; 8 seeds: 0.0078); where that floor lies above the Holm level the verdict's test was "
     "held to, the row is marked † (it rests on the t-test's normality). A value that a run ended before reaching "
-    "counts as the whole run (shown as ≥, a bound)."
+    "counts as the whole run (shown as ≥, a bound); a pair of runs in which neither reached it bounds nothing of "
+    "their ratio and is left out, and a row with no pair left gets **not reached** (no test; outside the family)."
 )
 
 
@@ -107,6 +109,7 @@ class Comparison:
     mde: float = math.nan
     seeds_needed: int | None = None  # for the paper's translated size at 80% power (None: no size, or > 10,000)
     censored: dict[str, list[bool]] = field(default_factory=dict)  # per arm, per value: a bound, not a value
+    unreached: list[int] = field(default_factory=list)  # seeds whose two runs both ended before the event (left out)
     paper_spec: Any = None  # the config's claim.paper entry, as written
     report_only: bool = False  # a figure shown with its statistics but never judged (test loss)
     bootstrap: dict[str, float] | None = None  # bootstrap.paired_delta over the test images, where predictions exist
