@@ -58,7 +58,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
                 chosen,
                 runs[0].record.extra.get("train_error_targets") or [],
                 out / "fig1_training_error.png",
-                f"{experiment}: training error (last 20 batches), per seed",
+                f"{experiment}: training error (last {_running_window(runs[0])} batches), per seed",
             )
         )
     curves = plots.learning_curves(arms, out / "learning_curves.png", f"{experiment}: per seed")
@@ -167,6 +167,11 @@ def _target_note(run: Run, claim: dict) -> str:
         "sum of the training error over the steps up to that smoothed crossing; a run that never reaches a target "
         "counts as its whole run (a bound)."
     )
+
+
+def _running_window(run: Run) -> int:
+    """The batches the training error's running mean (train/top1_err_running) averages: the callback's window."""
+    return int(((run.cfg.get("callbacks") or {}).get("train_error_target") or {}).get("window", 20))
 
 
 def _read_seconds(sweep: Path) -> float | None:
