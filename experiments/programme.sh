@@ -8,16 +8,24 @@
 # most the current epoch). Extra overrides for every sweep: OVERRIDES="trainer=gpu ...". JOBS=N (default 2) runs N
 # jobs of a sweep side by side (hydra/launcher=cpu_jobs; JOBS=1: one at a time). SWEEPS_ONLY=1 trains and leaves
 # the reports for later (python src/compare.py, as below).
+# Seeds: each claim's sweep runs the seeds of experiments/plan.yaml (#29's plan, fixed before its first new run: the
+# pilot's five, then the new ones; finished jobs are skipped), in the plan's order; experiments/same_path.sh NAME
+# checks first that the new seeds run the pilot's training code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-experiments/runs}
 JOBS=${JOBS:-2}
-ORDER=(ablate_lrn ablate_lrn_removed ablate_test_crops ablate_pooling ablate_towers ablate_dropout ablate_dropout_iterations
-  ablate_augmentation ablate_pooling_overfit ablate_activation)
+ORDER=(ablate_lrn ablate_lrn_removed ablate_test_crops ablate_dropout ablate_towers ablate_augmentation ablate_pooling_overfit
+  ablate_dropout_iterations ablate_activation ablate_pooling)
 read -r -a extra <<<"${OVERRIDES:-}"
 if [ "$JOBS" -gt 1 ]; then extra=("hydra/launcher=cpu_jobs" "hydra.launcher.n_jobs=$JOBS" "${extra[@]}"); fi
 report() { # compare.py ARGS...: a claim's report, unless SWEEPS_ONLY
   if [ -z "${SWEEPS_ONLY:-}" ]; then python src/compare.py "$@"; fi
+}
+
+seeds() { # NAME: the plan's seeds for NAME's sweep, pilot first, comma-separated
+  python -c 'import sys, yaml; s = yaml.safe_load(open("experiments/plan.yaml"))["sweeps"][sys.argv[1]]
+print(",".join(map(str, s["pilot"]["seeds"] + s["new_seeds"])))' "$1"
 }
 
 sweep() { # NAME DIR [overrides]: one multirun into DIR, resumable; its wall time adds up in DIR/sweep_seconds
@@ -44,13 +52,13 @@ for name in "${@:-${ORDER[@]}}"; do
       *_at_grid_edge=*) echo "warning: ${choice%%_at_grid_edge=*}'s fastest rate is at the edge of the grid" >&2 ;;
       *_reached_nothing=*) echo "warning: ${choice%%_reached_nothing=*} reached no target at any rate of the grid" >&2 ;;
       *) sweep ablate_activation "$RUNS/ablate_activation/programme" "arm=${choice%%=*}" "optimizer.lr=${choice#*=}" \
-        seed=1,2,3,4,5 ;;
+        "seed=$(seeds ablate_activation)" ;;
       esac
     done
     report "$tuning" "$RUNS/ablate_activation/programme" --out experiments/ablate_activation
     ;;
   *)
-    sweep "$name" "$RUNS/$name/programme"
+    sweep "$name" "$RUNS/$name/programme" "seed=$(seeds "$name")"
     # judged on the claim block as conf/experiment/NAME.yaml states it now (the same as the runs' own until the
     # analysis is edited; the runs are not retrained for that: resume.py)
     report "$RUNS/$name/programme" --experiment "$name" --out "experiments/$name"

@@ -86,6 +86,9 @@ def test_debug_fast_run_writes_config_checkpoints_metrics_and_summary(fast_run) 
     assert summary["seed"] == 12345 and summary["lrn_alpha_convention"] == "cuda_convnet"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     assert summary["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else "unknown")
+    # the CPU it computed on (float order differs between CPUs: the claims compare a seed's arms on one machine)
+    cpu = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+    assert summary["machine"]["cpu"] == cpu[0] and summary["machine"]["torch"] == torch.__version__
     ckpt = torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)
     assert summary["parameters"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("net."))
     columns = read_metrics(run_dir)[0].keys()

@@ -27,7 +27,7 @@ from alexnet.module import AlexNetModule
 from alexnet.optim import RateSchedule
 from alexnet.record import RunRecord, fidelity_choices
 from alexnet.resume import existing_run, prune_metrics
-from alexnet.utils import git_commit, print_config_tree, print_metrics_table, to_float_dict, write_json
+from alexnet.utils import git_commit, machine, print_config_tree, print_metrics_table, to_float_dict, write_json
 
 __all__ = ["ConfigError", "Interrupted", "build", "build_data", "evaluate", "train"]
 
@@ -81,7 +81,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         train_eval = measuring.measure(module, datamodule)
 
     record = record_run(cfg, trainer, module, datamodule, by_crops, train_eval, trained)
-    record.git = provenance
+    record.git, record.machine = provenance, machine()
     record.fit_seconds, record.wall_seconds = round(fit_seconds, 1), round(time.time() - started, 1)
     if trainer.is_global_zero:
         record.write(out / "summary.json")

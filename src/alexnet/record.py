@@ -23,6 +23,7 @@ class RunRecord:
     arm: str | None = None
     seed: int | None = None
     git: dict[str, Any] = field(default_factory=dict)  # the commit the run started from, and whether it was dirty
+    machine: dict[str, Any] = field(default_factory=dict)  # the CPU, threads and torch it computed with (utils.machine)
     parameters: int | None = None
     lrn_alpha_convention: str | None = None
     choices: dict[str, Any] | None = None  # fidelity_choices

@@ -94,6 +94,22 @@ def git_commit(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+def machine() -> dict[str, Any]:
+    """Where a run computed: the CPU model (float order differs between CPUs, so the arms of one seed are compared
+    on one machine and a report lists its machines), the threads it used and the torch build."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))  # fmt: skip
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
 def to_float_dict(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items())}
 
