@@ -32,8 +32,8 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from alexnet.model import AlexNet  # noqa: E402
-from alexnet.optim import PaperSGD, parameter_groups  # noqa: E402
+from alexnet.model.net import AlexNet  # noqa: E402
+from alexnet.train.optim import PaperSGD, parameter_groups  # noqa: E402
 
 BATCH = 128
 

@@ -69,7 +69,7 @@ fi
 echo "installed into $site: ${need[*]:-nothing}" | tee -a "$out/steps.txt"
 torch_after=$($py -c "import torch; print(torch.__version__, torch.__file__)")
 [ "$torch_before" = "$torch_after" ] || { echo "error: torch changed: $torch_before -> $torch_after"; exit 5; }
-$py -c "import hydra, omegaconf, rich, alexnet.pipeline; print('hydra', hydra.__version__, 'from', hydra.__file__)" \
+$py -c "import hydra, omegaconf, rich, alexnet.train.pipeline; print('hydra', hydra.__version__, 'from', hydra.__file__)" \
   | tee -a "$out/steps.txt" || exit 4
 
 log "3. smoke: src/train.py debug=fast"
@@ -88,7 +88,7 @@ tail -12 "$out/throughput.log"
 
 if [ "${GPU_CHECK_EXTRA:-0}" = 1 ] && [ "$mode" != --cpu ]; then
   log "5. two-device checks"
-  timeout 240 $py -m pytest -q -p no:cacheprovider tests/test_towers.py -k "trainer_run or same_ or exchange" 2>&1 \
+  timeout 240 $py -m pytest -q -p no:cacheprovider tests/model/test_towers.py -k "trainer_run or same_ or exchange" 2>&1 \
     | tail -5 | tee "$out/towers_tests.txt"
   timeout 120 $py src/train.py debug=fast model.devices=[cuda:0,cuda:0] trainer.precision=bf16-mixed data=synthetic \
     model=alexnet data.batch_size=32 hydra.run.dir="$out/bf16" > "$out/bf16.log" 2>&1

@@ -14,7 +14,7 @@
    training images over the wall span from the first job's start to the last one's end (whether or not they
    overlapped), and the sum of the per-job rates beside it;
 5. LRN alone (the paper's conv1 output), fp32 and bf16, eager and compiled, torch's kernel (what the net runs on
-   CUDA) and alexnet.lrn's, and their fp32 errors against float64.
+   CUDA) and alexnet.model.lrn's, and their fp32 errors against float64.
 The results go to benchmarks/results/gpu_throughput_<device>.json after every section (device, torch, commit,
 command, numbers so far); a section that would start past `--deadline` seconds is recorded as skipped. Prints the
 table for benchmarks/README.md at the end.
@@ -46,9 +46,9 @@ from alexnet import AlexNet  # noqa: E402
 from alexnet.data.jpeg import write_jpeg_shard  # noqa: E402
 from alexnet.data.stats import Moments  # noqa: E402
 from alexnet.data.store import PLAN, _write_json, finish_store  # noqa: E402
-from alexnet.lrn import LocalResponseNorm, local_response_norm  # noqa: E402
-from alexnet.optim import PaperSGD  # noqa: E402
-from alexnet.utils import git_commit  # noqa: E402
+from alexnet.model.lrn import LocalResponseNorm, local_response_norm  # noqa: E402
+from alexnet.record import git_commit  # noqa: E402
+from alexnet.train.optim import PaperSGD  # noqa: E402
 
 
 def generated_shard(args: tuple[Path, int, int, int, int]) -> None:
@@ -175,8 +175,8 @@ def end_to_end(store: Path, device: torch.device, batch: int, workers: int, step
     (graph breaks under compile included). Images/s after warmup."""
     import lightning as L
 
-    from alexnet.callbacks import RandomStreams
-    from alexnet.module import AlexNetModule
+    from alexnet.train.callbacks import RandomStreams
+    from alexnet.train.module import AlexNetModule
 
     class Clock(L.Callback):
         def __init__(self) -> None:
@@ -269,8 +269,8 @@ def embedded_sweep(jobs: int, epochs: int, cpu: bool, timeout: float) -> dict:
 
 
 def lrn_alone(device: torch.device, batch: int, repeats: int) -> list[dict]:
-    """Both kernels at the paper's conv1 output: torch's (what LocalResponseNorm runs on CUDA, model.py) and
-    alexnet.lrn's (what it runs on the CPU), eager and compiled, each against torch's formula in float64."""
+    """Both kernels at the paper's conv1 output: torch's (what LocalResponseNorm runs on CUDA, model/net.py) and
+    alexnet.model.lrn's (what it runs on the CPU), eager and compiled, each against torch's formula in float64."""
     rows = []
     x64 = torch.rand(min(batch, 8), 96, 55, 55, dtype=torch.float64) * 200
     reference = LocalResponseNorm(n=5, k=2.0, alpha=1e-4, beta=0.75, groups=2)
@@ -282,7 +282,7 @@ def lrn_alone(device: torch.device, batch: int, repeats: int) -> list[dict]:
     def ours(x: torch.Tensor, layer=torch_kernel) -> torch.Tensor:
         return local_response_norm(x, layer.n, layer.scale, layer.beta, layer.k, layer.groups)
 
-    for kernel, fn in (("torch", torch_kernel), ("alexnet.lrn", ours)):
+    for kernel, fn in (("torch", torch_kernel), ("alexnet.model.lrn", ours)):
         for compiled in (False, True):
             run = torch.compile(fn) if compiled else fn
             error = (run(x64.float().to(device)).double().cpu() - ref).abs().max().item() / ref.abs().max().item()

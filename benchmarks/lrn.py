@@ -1,5 +1,5 @@
 """LRN forward+backward on CPU: torch's F.local_response_norm, shifted sums under autograd (LocalResponseNorm's
-CPU path before alexnet.lrn), and alexnet.lrn.local_response_norm (analytic backward, what LocalResponseNorm
+CPU path before alexnet.model.lrn), and alexnet.model.lrn.local_response_norm (analytic backward, what LocalResponseNorm
 uses on CPU now); then the embedded net's training step with each.
 
     python benchmarks/lrn.py [--repeats 10] [--paper-repeats 3] [--threads N]
@@ -8,7 +8,7 @@ Part 1 times one LRN layer (n=5, alpha=1e-4 in cuda-convnet's convention, beta=0
 shape in the embedded net (128x24x23x23) and in the paper's net (128x96x55x55), on activations on the 0-255
 scale (ReLU of randn * 50), and prints the largest differences from torch's output and input gradient.
 Part 2 times forward + cross entropy + backward of the embedded net (Fashion-MNIST, width 0.25) with
-LocalResponseNorm on torch's kernel (cpu_kernel=False), on alexnet.lrn (the default), and with LRN off; LRN's
+LocalResponseNorm on torch's kernel (cpu_kernel=False), on alexnet.model.lrn (the default), and with LRN off; LRN's
 share of the step is (t_with - t_without) / t_with. Repeats are interleaved; times are medians of wall time.
 
 On a machine whose cores other processes are using, run it with --threads 1: with 2 threads every op's
@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from alexnet.lrn import LocalResponseNorm, local_response_norm
-from alexnet.model import AlexNet
+from alexnet.model.lrn import LocalResponseNorm, local_response_norm
+from alexnet.model.net import AlexNet
 
 N, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0
 NET = dict(
@@ -82,7 +82,7 @@ def one_shape(
 
 
 def shifted_sums(x: torch.Tensor) -> torch.Tensor:
-    """LocalResponseNorm's CPU path before alexnet.lrn: shifted slices of the squares, autograd's backward."""
+    """LocalResponseNorm's CPU path before alexnet.model.lrn: shifted slices of the squares, autograd's backward."""
     c, front = x.shape[1], N // 2
     padded = F.pad(x.square(), (0, 0, 0, 0, front, N - 1 - front))
     window = sum(padded[:, i : i + c] for i in range(N))
@@ -94,14 +94,16 @@ def lrn_layers(repeats_by_shape: dict[tuple[int, ...], int]) -> None:
     impls = {
         "torch F.lrn": lambda t: F.local_response_norm(t, N, ALPHA, BETA, K),
         "shifted sums": shifted_sums,
-        "alexnet.lrn": lambda t: local_response_norm(t, N, layer.scale, BETA, K),
+        "alexnet.model.lrn": lambda t: local_response_norm(t, N, layer.scale, BETA, K),
     }
     print("LRN layer, forward + backward (ms, median):")
-    print(f"{'shape':18s}" + "".join(f"{name:>14s}" for name in impls) + "   speed-up of alexnet.lrn vs those two")
+    print(
+        f"{'shape':18s}" + "".join(f"{name:>14s}" for name in impls) + "   speed-up of alexnet.model.lrn vs those two"
+    )
     all_diffs = []
     for shape, repeats in repeats_by_shape.items():
         ms, diffs = one_shape(impls, shape, repeats)
-        ours = ms["alexnet.lrn"]
+        ours = ms["alexnet.model.lrn"]
         print(
             f"{str(shape):18s}" + "".join(f"{t:14.1f}" for t in ms.values()) + "   "
             f"{ms['torch F.lrn'] / ours:.1f}x, {ms['shifted sums'] / ours:.1f}x  ({repeats} repeats)"
@@ -113,14 +115,14 @@ def lrn_layers(repeats_by_shape: dict[tuple[int, ...], int]) -> None:
 
 def training_step(repeats: int) -> None:
     torch.manual_seed(0)
-    ours = AlexNet(**NET)  # LocalResponseNorm on CPU: alexnet.lrn
+    ours = AlexNet(**NET)  # LocalResponseNorm on CPU: alexnet.model.lrn
     as_is = copy.deepcopy(ours)  # torch's kernel
     for m in as_is.modules():
         if isinstance(m, LocalResponseNorm):
             m.cpu_kernel = False
     off = AlexNet(**NET, lrn={"enabled": False})
     off.load_state_dict(ours.state_dict())
-    nets = {"torch F.lrn": as_is, "alexnet.lrn": ours, "LRN off": off}
+    nets = {"torch F.lrn": as_is, "alexnet.model.lrn": ours, "LRN off": off}
     x = torch.randint(0, 256, (128, 1, 28, 28), generator=torch.Generator().manual_seed(1)).float() - 72
     y = torch.randint(0, 10, (128,), generator=torch.Generator().manual_seed(2))
 
@@ -141,10 +143,10 @@ def training_step(repeats: int) -> None:
     print(f"Embedded net training step (forward + cross entropy + backward, batch 128x1x28x28), {repeats} repeats:")
     print("".join(f"{name:>16s}" for name in ms) + "  (ms/step, median)")
     print("".join(f"{t:16.1f}" for t in ms.values()))
-    for name in ("torch F.lrn", "alexnet.lrn"):
+    for name in ("torch F.lrn", "alexnet.model.lrn"):
         share = (ms[name] - ms["LRN off"]) / ms[name]
         print(f"LRN's share of the step with {name:13s}: {share:6.1%}")
-    print(f"conv1 weight gradient in float64, alexnet.lrn vs torch F.lrn: max relative difference {diff:.1e}")
+    print(f"conv1 weight gradient in float64, alexnet.model.lrn vs torch F.lrn: max relative difference {diff:.1e}")
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from alexnet.lrn import LocalResponseNorm  # noqa: E402
-from alexnet.pipeline import load_checkpoint, rebuild  # noqa: E402
+from alexnet.model.lrn import LocalResponseNorm  # noqa: E402
+from alexnet.train.pipeline import load_checkpoint, rebuild  # noqa: E402
 
 PERCENTILES = (5, 50, 95, 99, 99.9)
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from alexnet.data.transforms import TrainTransform  # noqa: E402
-from alexnet.optim import parameter_groups  # noqa: E402
+from alexnet.train.optim import parameter_groups  # noqa: E402
 
 HUES = torch.tensor([[200, 60, 50], [60, 170, 70], [60, 80, 200], [210, 190, 60], [150, 70, 170]]).float()
 

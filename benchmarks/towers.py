@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from alexnet import AlexNet, TwoTowerAlexNet
-from alexnet.optim import PaperSGD
+from alexnet.train.optim import PaperSGD
 
 
 def mini_kwargs() -> dict:

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # python src/compare.py finds the package beside it
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures into files only: no display needed, none looked for
 
-from alexnet.claim_index import index  # noqa: E402
-from alexnet.claim_report import report  # noqa: E402
-from alexnet.fig1 import chosen_settings  # noqa: E402
-from alexnet.runs import load_runs  # noqa: E402
-from alexnet.runtime import use_file_backend  # noqa: E402
+from alexnet.claims.fig1 import chosen_settings  # noqa: E402
+from alexnet.claims.index import index  # noqa: E402
+from alexnet.claims.report import report  # noqa: E402
+from alexnet.claims.runs import load_runs  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,6 @@ def main() -> None:
     parser.add_argument("--select", action="store_true",
                         help="print each arm's chosen setting (Fig. 1's learning rate) as ARM=VALUE lines")  # fmt: skip
     args = parser.parse_args()
-    use_file_backend()
     if args.index:
         try:
             return index(args.index)

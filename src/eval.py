@@ -9,9 +9,9 @@ from omegaconf import DictConfig
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.errors import ConfigError, DataError  # noqa: E402
-from alexnet.pipeline import evaluate  # noqa: E402
-from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
-from alexnet.sweeps import run_job  # noqa: E402
+from alexnet.jobs.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.jobs.sweeps import run_job  # noqa: E402
+from alexnet.train.pipeline import evaluate  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

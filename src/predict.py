@@ -17,10 +17,10 @@ from rich.table import Table
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from alexnet.checkpoints import data_state, load_checkpoint, rebuild  # noqa: E402
 from alexnet.errors import ConfigError, DataError  # noqa: E402
-from alexnet.runtime import register_resolvers  # noqa: E402
-from alexnet.utils import write_json  # noqa: E402
+from alexnet.files import write_json  # noqa: E402
+from alexnet.jobs.runtime import register_resolvers  # noqa: E402
+from alexnet.train.checkpoints import data_state, load_checkpoint, rebuild  # noqa: E402
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:

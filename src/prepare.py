@@ -9,10 +9,10 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from alexnet.build import build_data  # noqa: E402
 from alexnet.data.stats import STATS, describe, save_stats  # noqa: E402
 from alexnet.errors import ConfigError, DataError  # noqa: E402
-from alexnet.runtime import register_resolvers  # noqa: E402
+from alexnet.jobs.runtime import register_resolvers  # noqa: E402
+from alexnet.train.build import build_data  # noqa: E402
 
 
 def prepare(cfg: DictConfig) -> None:

@@ -12,13 +12,13 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
+from alexnet.config.schema import removed_overrides  # noqa: E402
 from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (python src/train.py finds the package)
-from alexnet.pipeline import train  # noqa: E402
-from alexnet.resume import resume_argv  # noqa: E402
-from alexnet.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
-from alexnet.schema import removed_overrides  # noqa: E402
-from alexnet.sweeps import run_job  # noqa: E402
-from alexnet.utils import apply_extras  # noqa: E402
+from alexnet.jobs.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.jobs.sweeps import run_job  # noqa: E402
+from alexnet.train.console import apply_extras  # noqa: E402
+from alexnet.train.pipeline import train  # noqa: E402
+from alexnet.train.resume import resume_argv  # noqa: E402
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("best_val", "test", "train_eval")  # where summary.json keeps a run's metrics, by name

@@ -1,5 +1,5 @@
 """Shared fixtures: small generated Fashion-MNIST files, composed configs, runs of train.py (a subprocess) and of
-alexnet.pipeline.train (in this process)."""
+alexnet.train.pipeline.train (in this process)."""
 
 from __future__ import annotations
 
@@ -105,11 +105,11 @@ def run_script(
 
 def train_in_process(overrides: list[str], run_dir: Path) -> dict:
     """What `python src/train.py OVERRIDES hydra.run.dir=RUN_DIR` does once Hydra has composed the config:
-    alexnet.pipeline.train in this process, without torch, Lightning and Hydra starting again. The run directory
+    alexnet.train.pipeline.train in this process, without torch, Lightning and Hydra starting again. The run directory
     gets the same files as the command line's, less Hydra's own (.hydra/, train.log). For tests of what a run
     writes; tests of argv, exit codes, the entry point's messages, signals and sweeps run the script
     (run_script)."""
-    from alexnet.pipeline import train
+    from alexnet.train.pipeline import train
 
     seeded = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
     try:
@@ -123,9 +123,9 @@ def train_in_process(overrides: list[str], run_dir: Path) -> dict:
 
 
 def evaluate_in_process(overrides: list[str], out_dir: Path) -> dict:
-    """What `python src/eval.py OVERRIDES hydra.run.dir=OUT_DIR` does after Hydra: alexnet.pipeline.evaluate here;
+    """What `python src/eval.py OVERRIDES hydra.run.dir=OUT_DIR` does after Hydra: alexnet.train.pipeline.evaluate here;
     returns the report it writes to OUT_DIR/eval.json."""
-    from alexnet.pipeline import evaluate
+    from alexnet.train.pipeline import evaluate
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("eval", overrides=overrides)
@@ -241,7 +241,7 @@ def train_run(tmp_path: Path, fmnist_dir: Path, run_cli):
     return run
 
 
-# --- ILSVRC-like trees (tests/test_imagenet.py, tests/test_predict.py) -------------------------------------------
+# --- ILSVRC-like trees (tests/data/test_imagenet.py, tests/end_to_end/test_predict.py) -------------------------------------------
 
 # WNIDs whose devkit order (ILSVRC2012_ID 1, 2, 3, 4) is not their sorted order: a mix-up gives wrong labels.
 DEVKIT_ORDER = ["n03000134", "n01443537", "n02102040", "n01440764"]

@@ -21,7 +21,14 @@ import sys
 import time
 
 # what the entry points import before their first line of work: the start-up the children share
-PRELOAD = ("alexnet.pipeline", "alexnet.data", "alexnet.resume", "alexnet.report", "alexnet.plots", "hydra")
+PRELOAD = (
+    "alexnet.train.pipeline",
+    "alexnet.data",
+    "alexnet.train.resume",
+    "alexnet.claims.judge",
+    "alexnet.claims.plots",
+    "hydra",
+)
 
 
 def run_child(command: dict) -> None:

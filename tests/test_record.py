@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.pipeline import train
+from alexnet.claims.runs import by_epoch, read_curves
 from alexnet.record import RunRecord
-from alexnet.runs import by_epoch, read_curves
+from alexnet.train.pipeline import train
 
 
 def test_final_val_is_the_last_validation_when_the_best_checkpoint_is_earlier(train_cfg, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from alexnet.pipeline import build
 from alexnet.streams import EpochSampler, stream_seed
+from alexnet.train.pipeline import build
 from conftest import compose_train, data_overrides
 
 
@@ -24,7 +24,7 @@ def test_two_arms_that_differ_only_in_lrn_receive_identical_batches_and_weights(
     for arm in ("lrn", "no_lrn"):
         cfg = compose_train(
             # the loader's transformed batches: with augment_on=device the same streams draw the same choices, and
-            # the batches are bit for bit the loader's (tests/test_batched.py)
+            # the batches are bit for bit the loader's (tests/data/test_batched.py)
             [
                 *data_overrides(fmnist_dir),
                 "experiment=ablate_lrn",

@@ -1,5 +1,6 @@
-"""The package's structure: no import circle among src/alexnet's modules, and the data store and layout modules
-(what src/prepare.py and the loader workers need) import without Lightning."""
+"""The package's structure: no import circle among src/alexnet's modules; the wings keep to their rules (model/ a
+leaf, claims/ reading only the run record, so that src/compare.py never loads torch); the package's __init__ is lazy;
+and the data store and layout modules (what src/prepare.py and the loader workers need) import without Lightning."""
 
 from __future__ import annotations
 
@@ -69,13 +70,13 @@ def test_the_search_finds_a_circle() -> None:
 
 def test_the_graph_sees_function_level_and_submodule_imports(tmp_path: Path) -> None:
     graph = import_graph()
-    assert "alexnet.errors" in graph["alexnet.build"]  # from alexnet.errors import ...
+    assert "alexnet.errors" in graph["alexnet.train.build"]  # from alexnet.errors import ...
     assert graph["alexnet.errors"] == set()  # the leaf every module may import
     code = tmp_path / "alexnet" / "m.py"
     code.parent.mkdir()
-    code.write_text("def f():\n    from alexnet import towers\n    import alexnet.model\n")
-    known = {"alexnet.towers", "alexnet.model", "alexnet"}
-    assert imported_modules(code, "alexnet.m", known) == {"alexnet.towers", "alexnet.model"}
+    code.write_text("def f():\n    from alexnet.model import towers\n    import alexnet.model.net\n")
+    known = {"alexnet.model.towers", "alexnet.model.net", "alexnet"}
+    assert imported_modules(code, "alexnet.m", known) == {"alexnet.model.towers", "alexnet.model.net"}
 
 
 def test_no_import_circle_in_the_package() -> None:
@@ -87,5 +88,56 @@ def test_no_import_circle_in_the_package() -> None:
 @pytest.mark.parametrize("module", ["alexnet.data.store", "alexnet.data.layout", "alexnet.errors"])
 def test_data_store_and_layout_import_without_lightning(module: str) -> None:
     code = f"import {module}, sys; assert 'lightning' not in sys.modules, 'lightning imported'"
+    proc = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(SRC)}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def wing(module: str) -> str:
+    """alexnet.train.build -> train; a root leaf (alexnet.errors) -> errors."""
+    return module.split(".")[1] if module.count(".") >= 1 else ""
+
+
+ROOT_LEAVES = {"alexnet.errors", "alexnet.streams", "alexnet.record", "alexnet.files", "alexnet.geometry"}
+
+
+def test_the_model_wing_imports_nothing_of_training_claims_or_data() -> None:
+    graph = import_graph()
+    for module, imports in graph.items():
+        if wing(module) == "model":
+            outside = {m for m in imports if wing(m) in ("train", "claims", "jobs", "data")}
+            assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_the_claims_wing_imports_only_the_run_record_and_itself() -> None:
+    graph = import_graph()
+    for module, imports in graph.items():
+        if wing(module) == "claims":
+            outside = {m for m in imports if wing(m) != "claims" and m not in ROOT_LEAVES - {"alexnet.streams"}}
+            assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_the_root_leaves_import_no_wing() -> None:
+    graph = import_graph()
+    for leaf in ROOT_LEAVES:
+        assert graph[leaf] <= ROOT_LEAVES, f"{leaf} imports {sorted(graph[leaf] - ROOT_LEAVES)}"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import alexnet",  # lazy: AlexNet and the rest load on first use
+        "import alexnet.claims.index, alexnet.claims.report, alexnet.claims.judge, alexnet.claims.plan",
+        "import runpy, sys; sys.argv = ['compare.py', '--help']; runpy.run_path('src/compare.py', run_name='x')",
+    ],
+)
+def test_reading_runs_and_judging_claims_loads_neither_torch_nor_lightning(code: str) -> None:
+    check = f"{code}\nimport sys; assert not {{'torch', 'lightning'}} & set(sys.modules), 'torch or lightning imported'"
+    proc = subprocess.run([sys.executable, "-c", check], env={"PYTHONPATH": str(SRC)}, capture_output=True, text=True,
+                          cwd=SRC.parent)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_alexnet_names_still_load_from_the_package() -> None:
+    code = "import alexnet; assert alexnet.AlexNet.__name__ == 'AlexNet' and callable(alexnet.build_net)"
     proc = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(SRC)}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

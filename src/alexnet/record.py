@@ -7,13 +7,20 @@ Fig. 1's steps to a target training error) are kept in `extra`."""
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from alexnet.utils import write_json
+from alexnet.files import write_json
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# the ten views of §4.1's test (data.transforms.ten_crop: four corners, centre, then their mirrors), in the order the
+# 10-crop metrics name them (test_10crop/view0 ... view9)
+VIEWS = ("top_left", "top_right", "bottom_left", "bottom_right", "centre", *(f"{v}_mirror" for v in
+         ("top_left", "top_right", "bottom_left", "bottom_right", "centre")))  # fmt: skip
 
 
 @dataclass
@@ -85,3 +92,38 @@ def fidelity_choices(cfg: DictConfig) -> dict[str, Any]:
         "init": model.init,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
     }
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The commit the code ran from, and whether the working tree had uncommitted changes. The claim reports
+    under experiments/ are outputs (a sweep's programme rewrites them between claims), not code: not counted."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)experiments"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def machine() -> dict[str, Any]:
+    """Where a run computed: the CPU model (float order differs between CPUs, so the arms of one seed are compared
+    on one machine and a report lists its machines), the threads it used and the torch build."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))  # fmt: skip
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}

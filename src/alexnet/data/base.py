@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from alexnet.config.schema import require
 from alexnet.data.batched import Presentations, augment_batch, eval_batch, in_memory
 from alexnet.data.decode import stored_image
 from alexnet.data.jpeg import DecodeAheadLoader, Decoded, batch_images, collate_raw
@@ -22,7 +23,6 @@ from alexnet.data.transforms import (
     TrainTransform,
 )
 from alexnet.errors import DataError
-from alexnet.schema import require
 from alexnet.streams import EpochSampler, generator
 
 

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from torch.utils.data import Dataset, Subset
 
+from alexnet.config.schema import require
 from alexnet.data.base import ImageDataModule
 from alexnet.data.decode import stored_image
 from alexnet.data.jpeg import JpegImages
@@ -29,7 +30,6 @@ from alexnet.data.layout import (
 from alexnet.data.stats import STATS, Moments, describe, load_stats, published_pca, sample
 from alexnet.data.store import COMPLETE, PLAN, StoreImages, open_store, prepare_store, progress_bar
 from alexnet.errors import DataError
-from alexnet.schema import require
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import Dataset
 
+from alexnet.config.schema import problem
 from alexnet.data.decode import stored_array
 from alexnet.data.jpeg import SUFFIX, write_jpeg_shard
 from alexnet.data.stats import STATS, Moments, save_stats
 from alexnet.errors import DataError
-from alexnet.schema import problem
 
 PLAN, COMPLETE, VERSION = "plan.json", "COMPLETE.json", 1
 SUFFIXES = {"npy": ".npy", "jpeg": SUFFIX}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from alexnet.schema import require
+from alexnet.config.schema import require
 
 PAPER_PIXEL_MAX = 255.0  # a white pixel as the net sees it: raw pixel values, as the author's code
 STATS_SCALE = "[0, 1]"  # the scale of stored means and eigenvalues (stats.json, checkpoints), whatever pixel_max

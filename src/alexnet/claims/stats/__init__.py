@@ -1,0 +1,1 @@
+"""Statistics in plain numpy and scipy: the exact sign-flip test and the paired bootstrap over test images."""

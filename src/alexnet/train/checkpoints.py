@@ -1,0 +1,100 @@
+"""Checkpoints: loading one safely, the newest usable one of a run, and a finished run rebuilt from its own.
+
+A checkpoint of src/train.py holds the run's resolved config (`alexnet_config`), its weights (`state_dict`), the
+data module's state under the data module's class name (Lightning's key for a LightningDataModule's state_dict)
+and the validation history."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet.config.legacy import upgrade
+from alexnet.data import ImageDataModule
+from alexnet.errors import ConfigError
+from alexnet.model.towers import in_layout_of
+from alexnet.train.build import build_data, instantiate
+from alexnet.train.module import AlexNetModule
+
+CHECKPOINT_GLOBS = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
+
+
+def safe_load(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint loaded without running code from it: torch's weights-only unpickler admits tensors and plain
+    Python types (all our checkpoints hold), and refuses any other object a crafted pickle would build."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        raise ConfigError(
+            f"{path}: refused to load: it holds objects other than tensors and plain Python types, which could run "
+            "code when unpickled. Checkpoints written by src/train.py never do; load only files you trust"
+        ) from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable checkpoint ({e}); is the file complete?") from e
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The global step a checkpoint was written at, or None if it cannot be loaded safely (partial, foreign)."""
+    try:
+        return int(safe_load(path, mmap=True).get("global_step", -1))  # mmap: no need to read the weights
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of `run_dir` that got furthest (highest global step, then newest file) and loads."""
+    found = [p for pattern in CHECKPOINT_GLOBS for p in run_dir.glob(pattern)]
+    steps = {p: checkpoint_step(p) for p in found}
+    usable = [p for p, step in steps.items() if step is not None]
+    return max(usable, key=lambda p: (steps[p], p.stat().st_mtime), default=None)
+
+
+def data_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The data module's saved state (training-set mean, class names, PCA): Lightning stores a datamodule's
+    state_dict under its class's __qualname__, which is the last part of the run's `data._target_`."""
+    target = str((checkpoint.get("alexnet_config") or {}).get("data", {}).get("_target_", ""))
+    return checkpoint.get(target.rsplit(".", 1)[-1]) or {}
+
+
+def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
+    """The checkpoint named by `cfg.ckpt_path`, or `cfg.run_dir`'s best one; its contents and the run's config,
+    with the data settings `cfg` overrides (test_crops, batch_size when not null) and model.devices."""
+    if cfg.ckpt_path:
+        ckpt_path = Path(cfg.ckpt_path)
+    elif cfg.run_dir:
+        ckpt_path = Path(cfg.run_dir) / "checkpoints" / "best.ckpt"
+    else:
+        raise ConfigError("pass run_dir=PATH (a directory of src/train.py) or ckpt_path=PATH")
+    if not ckpt_path.is_file():
+        raise ConfigError(f"no checkpoint at {ckpt_path}; pass ckpt_path=PATH to a .ckpt file")
+    checkpoint = safe_load(ckpt_path)
+    if not checkpoint.get("alexnet_config"):
+        raise ConfigError(f"{ckpt_path} holds no run config: it was not written by src/train.py")
+    if "stats_scale" not in data_state(checkpoint):
+        raise ConfigError(
+            f"{ckpt_path} was written before the pixel-scale change (its net saw pixels on [0, 1] and inverted "
+            "dropout; this version feeds raw 0-255 pixels, docs/fidelity.md): retrain it with this version"
+        )
+    checkpoint["alexnet_config"] = upgrade(checkpoint["alexnet_config"])  # an older version's import paths
+    run_cfg = OmegaConf.create(checkpoint["alexnet_config"])
+    for key in ("test_crops", "batch_size"):
+        if cfg.get(key) is not None:
+            run_cfg.data[key] = cfg[key]
+    if cfg.get("devices", "run") != "run":  # e.g. a split run evaluated on one device: devices=null
+        run_cfg.model.devices = cfg.devices
+    return ckpt_path, checkpoint, run_cfg
+
+
+def rebuild(checkpoint: dict[str, Any], run_cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule]:
+    """The run's module with its trained weights, and its data module, from a checkpoint and its config."""
+    datamodule = build_data(run_cfg)
+    net = instantiate("model", run_cfg.model)
+    module = AlexNetModule(
+        net, optimizer=None, num_classes=datamodule.num_classes, run_config=checkpoint["alexnet_config"]
+    )
+    module.load_state_dict(in_layout_of(module.net, checkpoint["state_dict"]))
+    return module, datamodule

@@ -1,0 +1,110 @@
+"""Weights & Biases, offline first: a run logs to disk unless the user has configured W&B."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from alexnet.config.schema import require
+
+
+def has_credentials() -> bool:
+    """An API key in the environment or in ~/.netrc (where `wandb login` puts it)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def server_reachable(timeout: float = 2.0) -> bool:
+    """Whether the W&B server (WANDB_BASE_URL, default api.wandb.ai) accepts a connection: a compute node
+    with credentials but no route out would otherwise wait out wandb's init timeout, then fail."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    """auto: WANDB_MODE if the user set it; online with credentials and a reachable server; else offline,
+    which never prompts for a key and makes no network call; `wandb sync` uploads the run later."""
+    require("logger.wandb", mode=mode)
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if has_credentials() and server_reachable() else "offline"
+
+
+def wandb_logger(
+    save_dir: str,
+    project: str = "alexnet-2012",
+    mode: str = "auto",
+    group: str | None = None,
+    arm: str | None = None,
+    seed: int | None = None,
+    variant: str | None = None,
+    tags: list[str] | None = None,
+    **kwargs: Any,
+) -> WandbLogger:
+    """A WandbLogger whose run is named by arm and seed and grouped by experiment, so the W&B UI compares
+    the arms of one experiment (group) with their seeds (job_type = arm, or arm-variant when an experiment
+    also sweeps a setting, e.g. the learning rate of Fig. 1). Lightning creates the run on rank zero only."""
+    mode = resolve_mode(mode)
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    # the run's W&B id, kept in its directory: a resumed run (resume=RUN_DIR, a rerun sweep) continues the same
+    # W&B run and its curves instead of starting another
+    id_file = Path(save_dir) / "wandb_run_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+    id_file.write_text(run_id + "\n")
+    job_type = "-".join(str(p) for p in (arm, variant) if p) or None
+    name = f"{job_type}-seed{seed}" if job_type else None
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        name=name,
+        group=group,
+        job_type=job_type,
+        tags=[*(tags or []), *([arm] if arm else [])],
+        mode=mode,
+        id=run_id,
+        resume="allow",
+        settings={"silent": True, "disable_git": True},  # our summary.json records the commit
+        **kwargs,
+    )
+
+
+def finish_wandb() -> None:
+    """Close this process's W&B run. Hydra runs a multirun's jobs in one process; without this, the
+    second job logs into the first job's run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
+class OneFileTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger, writing a run's fit and test into one event file. Lightning closes the writer
+    after fit and the test's first event reopens it; tensorboardX names an event file by the second and the host
+    only, so a fit shorter than a second had its file overwritten by the test's. Here the end of fit (and of the
+    test) flushes the file and keeps it open."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.experiment.flush()
+        if status == "success":
+            self.save()

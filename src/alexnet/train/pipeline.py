@@ -1,0 +1,201 @@
+"""What `src/train.py` and `src/eval.py` do, as functions of a composed Hydra config.
+
+A training run: check the config -> find an earlier start of the run in its directory -> build the parts ->
+fit -> test (at each crop count) -> record summary.json."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from alexnet.data import ImageDataModule
+from alexnet.errors import ConfigError, Interrupted, Requeued
+from alexnet.files import write_json
+from alexnet.record import RunRecord, fidelity_choices, git_commit, machine
+from alexnet.train.build import build, build_data, check_arm, check_values, instantiate, tower_placement
+from alexnet.train.callbacks import SummaryContributor, TrainEvalError
+from alexnet.train.checkpoints import checkpoint_step, load_checkpoint, rebuild
+from alexnet.train.console import print_config_tree, print_metrics_table, to_float_dict
+from alexnet.train.crop_tests import test_each_crop_count, test_title
+from alexnet.train.loggers import finish_wandb
+from alexnet.train.module import AlexNetModule
+from alexnet.train.optim import RateSchedule
+from alexnet.train.resume import existing_run, prune_metrics
+
+__all__ = ["ConfigError", "Interrupted", "build", "build_data", "evaluate", "train"]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, test and record one run (src/train.py); returns its summary.json."""
+    check_arm(cfg)
+    check_values(cfg)
+    try:
+        return _train(cfg)
+    finally:
+        finish_wandb()  # every job of a multirun gets its own W&B run
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
+    started, provenance = time.time(), git_commit()  # the code as it was when the run started
+    out = Path(cfg.paths.output_dir)
+    if not start_or_continue(cfg, out):
+        rank_zero_info(f"{out} holds this run, finished: skipping it (summary.json)")
+        return json.loads((out / "summary.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    print_config_tree(cfg, save_to=out / "config_tree.log")
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    L.seed_everything(cfg.seed, workers=True)
+    module, datamodule, callbacks, placement = build(cfg)
+    # an entry without _target_ is an experiment's setting for a logger this run left out (e.g. logger=csv)
+    loggers = [instantiate(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items() if v and "_target_" in v]
+    for logger in loggers:  # the whole resolved config: W&B's run config, CSV's hparams.yaml
+        logger.log_hyperparams(module.run_config)
+    trainer: L.Trainer = instantiate("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
+
+    if cfg.train:
+        fit(trainer, module, datamodule, cfg.get("ckpt_path"), out)
+    fit_seconds = time.time() - started
+    # read before the test: testing a checkpoint restores every callback's state from it (Lightning restores
+    # callbacks in every stage), so a plateau schedule tested at its best epoch would report only the cuts before it
+    trained = training_record(trainer)
+
+    by_crops: dict[str, dict[str, float]] = {}
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or (None if cfg.train else cfg.get("ckpt_path"))
+        by_crops = test_each_crop_count(
+            trainer, module, datamodule, ckpt, cfg.get("also_test_crops", []), predictions_dir=out / "predictions"
+        )
+
+    train_eval: dict[str, float] = {}
+    measuring = next((c for c in trainer.callbacks if isinstance(c, TrainEvalError)), None)
+    if measuring is not None and trainer.is_global_zero:  # the weights just tested (callbacks.TrainEvalError)
+        train_eval = measuring.measure(module, datamodule)
+
+    record = record_run(cfg, trainer, module, datamodule, by_crops, train_eval, trained)
+    record.git, record.machine = provenance, machine()
+    record.fit_seconds, record.wall_seconds = round(fit_seconds, 1), round(time.time() - started, 1)
+    if trainer.is_global_zero:
+        record.write(out / "summary.json")
+    return record.to_json()
+
+
+def start_or_continue(cfg: DictConfig, out: Path) -> bool:
+    """Prepare `out` for this run: start afresh, or resume an earlier start from its newest checkpoint (a rerun
+    sweep, a requeued job, resume=RUN_DIR; sets cfg.ckpt_path). False: `out` holds this run, finished."""
+    try:
+        state, checkpoint = existing_run(cfg, out)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if state == "finished":
+        return False
+    if state == "fresh":  # an earlier start that never reached a checkpoint: its rows would only confuse
+        prune_metrics(out / "metrics.csv", 0)
+    if state == "resume":
+        with open_dict(cfg):
+            cfg.ckpt_path = str(checkpoint)
+        step = checkpoint_step(checkpoint) or 0
+        prune_metrics(out / "metrics.csv", step)
+        rank_zero_info(f"resuming {out} from {checkpoint} (step {step})")
+    return True
+
+
+def fit(trainer: L.Trainer, module: AlexNetModule, datamodule: ImageDataModule, ckpt: str | None, out: Path) -> None:
+    """trainer.fit; stopped from outside (SLURM's SIGUSR1, SIGTERM), an Interrupted naming how to resume."""
+    with warnings.catch_warnings():  # OnExceptionCheckpoint makes Lightning look for a run to resume
+        warnings.filterwarnings("ignore", r".*ckpt_path=None\)` was called without a model")
+        warnings.filterwarnings("ignore", r".*there is no last checkpoint available")
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        except Requeued as e:
+            raise Interrupted(f"{e}. The requeued job resumes from it (or: python src/train.py resume={out})") from e
+        except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
+            raise Interrupted(
+                f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
+                f"Resume with: python src/train.py resume={out}"
+            ) from e
+
+
+def training_record(trainer: L.Trainer) -> dict[str, Any]:
+    """What the callbacks know at the end of training: the schedule's cuts (None: no schedule) and what summary
+    contributors add (e.g. the steps to a target training error, Fig. 1)."""
+    scheduler = next((c for c in trainer.callbacks if isinstance(c, RateSchedule)), None)
+    cuts = [e for e in scheduler.reduction_epochs if e < trainer.current_epoch] if scheduler else None
+    extra: dict[str, Any] = {}
+    for callback in trainer.callbacks:
+        if isinstance(callback, SummaryContributor):
+            extra.update(callback.summary())
+    return {"cuts": cuts, "extra": extra}
+
+
+def record_run(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    module: AlexNetModule,
+    datamodule: ImageDataModule,
+    by_crops: dict[str, dict[str, float]],
+    train_eval: dict[str, float],
+    trained: dict[str, Any],
+) -> RunRecord:
+    """What summary.json says about a run that has trained and been tested (provenance and times aside);
+    `trained`: training_record, read before the test."""
+    out = Path(cfg.paths.output_dir)
+    history = module.val_history
+    best_row = min(history, key=lambda r: r.get("val/top1_err", float("inf")), default={})
+    cuts = trained["cuts"]
+    last = out / "checkpoints" / "last.ckpt"
+    return RunRecord(
+        run_dir=str(out),
+        experiment=cfg.get("experiment_name"),
+        arm=cfg.get("arm"),
+        seed=cfg.seed,
+        parameters=sum(p.numel() for p in module.net.parameters()),
+        lrn_alpha_convention=cfg.model.lrn.alpha_convention if cfg.model.lrn.enabled else None,
+        choices=fidelity_choices(cfg),
+        test_crops=datamodule.test_crops,
+        train_images=len(datamodule.sources["train"]) if datamodule.sources else None,
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        lr_reduction_epochs=cuts or [],
+        lr_reductions=None if cuts is None else len(cuts),
+        world_size=trainer.world_size,
+        replicas_identical=module.replicas_identical,
+        model_devices=OmegaConf.to_container(cfg.model, resolve=True).get("devices"),
+        diverged_at_step=module.diverged_at,
+        final_lr=trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+        best_epoch=best_row.get("epoch"),
+        best_val={k: v for k, v in best_row.items() if k.startswith("val/")},
+        final_val={k: v for k, v in (history[-1] if history else {}).items() if k.startswith("val/")},
+        test=by_crops[next(iter(by_crops))] if by_crops else {},
+        test_by_crops=by_crops,
+        train_eval=train_eval,
+        checkpoints={
+            "best": getattr(trainer.checkpoint_callback, "best_model_path", "") or None,
+            "last": str(last) if last.exists() else None,
+        },
+        extra=trained["extra"],
+    )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild a finished run from the config saved in its checkpoint and test it (src/eval.py)."""
+    ckpt_path, checkpoint, run_cfg = load_checkpoint(cfg)
+    module, datamodule = rebuild(checkpoint, run_cfg)
+    placement = {"accelerator": cfg.accelerator, "devices": 1, **tower_placement(run_cfg.model.get("devices"), "auto")}
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, **placement)
+    results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    print_metrics_table(test_title(datamodule.test_crops, ckpt_path), results)
+    report = {"checkpoint": str(ckpt_path), "test_crops": datamodule.test_crops, "test": results}
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "eval.json", report)
+    return report
