@@ -241,7 +241,7 @@ def train_run(tmp_path: Path, fmnist_dir: Path, run_cli):
     return run
 
 
-# --- ILSVRC-like trees (tests/data/test_imagenet.py, tests/end_to_end/test_predict.py) -------------------------------------------
+# --- ILSVRC-like trees (tests/data/test_imagenet.py, tests/end_to_end/test_predict.py) ---------------------------
 
 # WNIDs whose devkit order (ILSVRC2012_ID 1, 2, 3, 4) is not their sorted order: a mix-up gives wrong labels.
 DEVKIT_ORDER = ["n03000134", "n01443537", "n02102040", "n01440764"]

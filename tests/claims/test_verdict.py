@@ -4,6 +4,7 @@ and the "later evidence" column."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
@@ -212,3 +213,59 @@ def test_the_claim_table_says_what_later_work_found_and_whether_we_agree(old_tab
 def test_agreement_with_later_work(verdict: str, supports: bool | None, said: str) -> None:
     assert literature.agreement(verdict, supports) == said
     assert literature.cell(None, verdict) == "–" and literature.load(Path("/nonexistent")) == {}
+
+
+def test_one_decide_gives_every_outcome_and_the_order_it_applies_them_in() -> None:
+    from alexnet.claims.verdict import Outcome, decide
+
+    nan = float("nan")
+    assert decide(0.01, 0.001, 0.5, +1.0) is Outcome.REPRODUCED
+    assert decide(0.01, 0.001, 0.001, +1.0) is Outcome.SMALLER
+    assert decide(-0.01, 0.001, 0.5, +1.0) is Outcome.OPPOSITE
+    assert decide(0.0, 0.5, 0.001, +1.0) is Outcome.EXCLUDED
+    assert decide(0.0, 0.5, 0.5, +1.0) is Outcome.INCONCLUSIVE
+    assert decide(nan, nan, nan, +1.0) is Outcome.INCONCLUSIVE  # an untested null is never rejected
+    # the overrides: a figure shown without a verdict; no pair that reached the event; values that cannot be
+    # compared; arms that did not converge, over whatever the tests said; and in that order
+    assert decide(0.01, 0.001, 0.5, +1.0, reported=True, reached=False) is Outcome.REPORTED
+    assert decide(0.01, 0.001, 0.5, +1.0, reached=False, converged=False) is Outcome.NOT_REACHED
+    assert decide(0.01, 0.001, 0.5, +1.0, comparable=False) is Outcome.INCONCLUSIVE
+    assert decide(0.01, 0.001, 0.5, +1.0, converged=False) is Outcome.NOT_CONVERGED
+
+
+def test_each_outcome_carries_its_own_colour_and_keeps_its_word_in_claim_json() -> None:
+    from alexnet.claims.verdict import VERDICTS, Outcome
+
+    assert len({o.colour for o in VERDICTS}) == len(VERDICTS)  # the summary figure tells every verdict apart
+    assert json.loads(json.dumps({"verdict": Outcome.NOT_CONVERGED})) == {"verdict": "not converged"}
+    assert [o for o in Outcome if o.rejects_a_null] == [Outcome.REPRODUCED, Outcome.SMALLER, Outcome.OPPOSITE,
+                                                         Outcome.EXCLUDED]  # fmt: skip
+
+
+def test_no_module_of_the_claims_wing_but_verdict_decides_an_outcome_by_its_word() -> None:
+    # the outcome's words compared or assigned anywhere else would be a second place deciding (or reading) a verdict
+    from alexnet.claims.verdict import Outcome
+
+    words = {o.value for o in Outcome}
+    found = []
+    for path in sorted((ROOT / "src" / "alexnet" / "claims").rglob("*.py")):
+        if path.name == "verdict.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            values = []
+            if isinstance(node, ast.Compare):
+                values = [node.left, *node.comparators]
+            elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                values = [node.value]
+            elif isinstance(node, ast.keyword) and node.arg in ("verdict", "verdict_tests"):
+                values = [node.value]
+            elif isinstance(node, ast.Dict):
+                values = [*node.values, *(k for k in node.keys if k is not None)]
+            words_here = [v for v in values if isinstance(v, ast.Constant) and v.value in words]
+            found += [f"{path.name}:{v.lineno} {v.value!r}" for v in words_here if not _is_key_of_a_list(v, node)]
+    assert not found, found
+
+
+def _is_key_of_a_list(value: ast.AST, node: ast.AST) -> bool:
+    """`claim["reported"]`-like keys name a list of rows, not an outcome."""
+    return isinstance(node, ast.Dict) and value in node.keys and value.value == "reported"

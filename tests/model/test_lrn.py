@@ -1,4 +1,5 @@
-"""alexnet.model.lrn_kernels.local_response_norm (through model.lrn) against a slow, obviously correct reference and against torch's LRN."""
+"""alexnet.model.lrn_kernels.local_response_norm (through model.lrn) against a slow, obviously correct reference and
+against torch's LRN."""
 
 from __future__ import annotations
 

@@ -13,7 +13,17 @@ import math
 from typing import Any
 
 from alexnet.claims.stats.signflip import smallest_p
-from alexnet.claims.verdict import ALPHA, REJECTIONS, compared_values, decide, mde, parse_spec, seeds_for, test_delta
+from alexnet.claims.verdict import (
+    ALPHA,
+    Outcome,
+    comparable,
+    compared_values,
+    decide,
+    mde,
+    parse_spec,
+    seeds_for,
+    test_delta,
+)
 
 # test/loss has no paper's size: translating a relative change in top-5 error into cross-entropy has no basis
 REPORT_ONLY = ("test/loss",)
@@ -47,7 +57,7 @@ def split_reported(claim: dict[str, Any]) -> None:
     if moved:
         claim["comparisons"] = [c for c in rows if c not in moved]
         for c in moved:
-            c.update(report_only=True, verdict="reported", paper="reported, not a verdict")
+            c.update(report_only=True, verdict=Outcome.REPORTED, paper="reported, not a verdict")
         claim["reported"] = [*claim.get("reported", []), *moved]
 
 
@@ -73,9 +83,10 @@ def _power(row: dict[str, Any], alpha: float) -> tuple[float, int | None]:
 
 def _rests_on_normality(row: dict[str, Any], verdict: str, levels: dict[str, float]) -> bool:
     """No exact sign-flip test on the row's seeds could reach the Holm level of the test(s) its verdict rests on."""
-    if verdict not in REJECTIONS or not row.get("paired", True):
+    if not Outcome(verdict).rejects_a_null or not row.get("paired", True):
         return False
-    decisive = {"reproduced": ("p",), "opposite": ("p",), "smaller": TESTS, "excluded": ("p_paper",)}[verdict]
+    decisive = {Outcome.REPRODUCED: ("p",), Outcome.OPPOSITE: ("p",), Outcome.SMALLER: TESTS,
+                Outcome.EXCLUDED: ("p_paper",)}[Outcome(verdict)]  # fmt: skip
     n = len(row["reference"])
     return any(smallest_p(n, two_sided=t == "p") > levels[t] for t in decisive)
 
@@ -95,13 +106,14 @@ def adjust(claims: list[dict[str, Any]], into: str | None = None) -> None:
     for k, (claim, c) in enumerate(rows):
         out: dict[str, Any] = {f"{t}_holm": adjusted[2 * k + j] for j, t in enumerate(TESTS)}
         sign = parse_spec(c["paper_spec"]).sign if c.get("paper_spec") is not None else 1.0
-        tests = decide(c["delta"], out["p_holm"], out["p_paper_holm"], sign)
+        facts = {"reached": not (c.get("unreached") and not c["reference"]),  # judge.compare: no pair left to test
+                 "comparable": comparable(c["metric"], c.get("censored") or {})}  # fmt: skip
+        tests = decide(c["delta"], out["p_holm"], out["p_paper_holm"], sign, **facts)
         row_levels = dict(zip(TESTS, levels[2 * k : 2 * k + 2], strict=True))
         out["mde"], out["seeds_needed"] = _power(c, alpha_m)
         out["verdict_tests"] = tests
-        out["verdict"] = "not converged" if unconverged(claim) else tests
-        if c.get("unreached") and not c["reference"]:  # report.compare: no pair left to test
-            out["verdict"] = out["verdict_tests"] = "not reached"
+        out["verdict"] = decide(c["delta"], out["p_holm"], out["p_paper_holm"], sign, **facts,
+                                converged=not unconverged(claim))  # fmt: skip
         out["alpha_adjusted"], out["family_size"] = alpha_m, m
         out["normality_only"] = _rests_on_normality(c, tests, row_levels)
         out["levels"] = row_levels  # the Holm level each test was held to

@@ -19,14 +19,15 @@ from alexnet.claims.family import REPORT_ONLY, adjust
 from alexnet.claims.fig1 import select_runs
 from alexnet.claims.runs import Run, arm_label, capped, censored, crops_arm
 from alexnet.claims.stats import bootstrap
-from alexnet.claims.verdict import REPORTED, Comparison, judge_values, parse_spec
+from alexnet.claims.verdict import REPORTED, Comparison, comparable, judge_values, parse_spec
 
 
 def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: bool = True) -> Comparison:
-    """Δ, its interval, p-values and the verdict for one metric (verdict.VERDICT_RULE), paired by seed where the
-    arms share seeds, with the test-set bootstrap where the runs wrote their predictions. `paper`: None for a
-    figure reported without a verdict. A run without a value for the metric (e.g. a matched training error it
-    never reached) is left out, with its pair, and counted in the note."""
+    """Δ, its interval and p-values for one metric, paired by seed where the arms share seeds, with the test-set
+    bootstrap where the runs wrote their predictions; the outcome is verdict.decide's, from what the pairing found
+    (reached, comparable, reported). `paper`: None for a figure reported without a verdict. A run without a value
+    for the metric (e.g. a matched training error it never reached) is left out, with its pair, and counted in the
+    note."""
     spec = REPORTED if paper is None else parse_spec(paper)
     if paired:
         by_seed = {r.seed: r for r in ref}
@@ -48,12 +49,14 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
     )
     r, a = [capped(run, metric) for run in ref_], [capped(run, metric) for run in abl_]
     level = float(np.mean(a)) if a else None
-    c = judge_values(metric, spec, r, a, paired, ablated_level=level)
+    censoring = {"reference": [censored(x, metric) for x in ref_], "ablated": [censored(x, metric) for x in abl_]}
+    c = judge_values(metric, spec, r, a, paired, ablated_level=level, reported=paper is None,
+                     reached=bool(kept) or not unreached, comparable=comparable(metric, censoring))  # fmt: skip
     c.paper_spec, c.report_only = paper, paper is None
     if c.report_only:
-        c.verdict, c.size = "reported", None
+        c.size = None
     c.seeds = [run.seed for run in abl_] if paired else []
-    c.censored = {"reference": [censored(x, metric) for x in ref_], "ablated": [censored(x, metric) for x in abl_]}
+    c.censored = censoring
     if paired and metric in bootstrap.METRICS:
         files = [(bootstrap.predictions_path(x.path, x.predictions), bootstrap.predictions_path(y.path, y.predictions))
                  for x, y in zip(ref_, abl_, strict=True)]  # fmt: skip
@@ -67,13 +70,9 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
             else "never reached it (counted at their end)"
         )
         notes.append(f"{n_censored} of {len(r) + len(a)} runs {what}")
-        if metric == "best_epoch" and c.verdict != "inconclusive":  # no epoch to compare
-            c.verdict = "inconclusive"
     c.unreached = [a.seed for _, a in unreached]
     if unreached:
         notes.append(f"{len(unreached)} pairs where neither run reached it left out")
-        if not kept:
-            c.verdict = "not reached"  # nothing to compare: no test, outside the family
     dropped = len(ref) + len(abl) - len(r) - len(a) - 2 * len(unreached)
     if dropped:
         notes.append(f"{dropped} runs without a value left out" + (" with their pairs" if paired else ""))

@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from alexnet.claims.verdict import Outcome
+
 FILE = "literature.yaml"
 SHORT = 90  # characters of a finding shown in the table
-AGREES_IF = {True: ("reproduced", "smaller"), False: ("excluded", "opposite")}
 
 
 def load(folder: Path) -> dict[str, list[dict[str, Any]]]:
@@ -38,13 +39,8 @@ def shorten(text: str, limit: int = SHORT) -> str:
 
 
 def agreement(verdict: str, supports: bool | None) -> str:
-    """Whether our verdict agrees with a later finding (supports: it found the paper's effect; None: mixed or
-    not comparable)."""
-    if verdict not in (*AGREES_IF[True], *AGREES_IF[False]):
-        return "no verdict"
-    if supports is None:
-        return "later work mixed"
-    return "agrees" if verdict in AGREES_IF[bool(supports)] else "disagrees"
+    """Whether our verdict agrees with a later finding (verdict.Outcome.agreement)."""
+    return Outcome(verdict).agreement(supports)
 
 
 def cell(entries: list[dict[str, Any]] | None, verdict: str) -> str:

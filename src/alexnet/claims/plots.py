@@ -8,44 +8,62 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib import ticker
 
 from alexnet.claims.runs import Run, by_epoch
-
-COLORS = {  # one per verdict.VERDICTS
-    "reproduced": "tab:green",
-    "smaller": "tab:olive",
-    "opposite": "tab:red",
-    "excluded": "tab:purple",
-    "inconclusive": "tab:gray",
-    "not converged": "tab:orange",
-    "not reached": "tab:brown",
-}
+from alexnet.claims.verdict import VERDICTS, Outcome
 
 
 def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path | None:
-    """Validation error (solid) and eval-mode training error (dashed) per epoch, one line per seed, the learning-
-    rate cuts as vertical lines. Epochs are 1-based: the value after that many epochs."""
+    """Validation error (solid) and eval-mode training error (dashed) per epoch: each arm's mean over its seeds with
+    a band of ± one standard deviation, the seeds' own curves as thin lines, the learning-rate cuts as vertical
+    lines. Epochs are 1-based: the value after that many epochs. The error axis is logarithmic, labelled in plain
+    percentages."""
+    fig, ax = learning_curves_figure(arms, title)
+    if not ax.lines:
+        plt.close(fig)
+        return None
+    return _save(fig, ax, path)
+
+
+def learning_curves_figure(arms: dict[str, list[Run]], title: str) -> tuple[plt.Figure, plt.Axes]:
+    """learning_curves' figure, not yet saved (no lines where no run validated)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    drawn = False
     for i, (arm, runs) in enumerate(arms.items()):
         color = f"C{i}"
         for metric, style, label in (("val/top1_err", "-", "val"), ("train_eval/top1_err", "--", "train, eval mode")):
-            for j, run in enumerate(sorted(runs, key=lambda r: r.seed)):
-                points = sorted(by_epoch(run.curves, metric).items())
-                if len(points) >= 2:  # a curve, not a point (Fig. 1's runs have no validation)
-                    ax.plot([e + 1 for e, _ in points], [v * 100 for _, v in points], style, color=color, lw=0.9,
-                            alpha=0.7, label=f"{arm}, {label} ({len(runs)} seeds)" if j == 0 else None)  # fmt: skip
-                    drawn = True
+            curves = [sorted(by_epoch(run.curves, metric).items()) for run in sorted(runs, key=lambda r: r.seed)]
+            curves = [c for c in curves if len(c) >= 2]  # a curve, not a point (Fig. 1's runs have no validation)
+            for points in curves:
+                ax.plot(
+                    [e + 1 for e, _ in points], [v * 100 for _, v in points], style, color=color, lw=0.5, alpha=0.35
+                )
+            if not curves:
+                continue
+            epochs = sorted({e for c in curves for e, _ in c})
+            at = [[v for c in curves for e2, v in c if e2 == e] for e in epochs]
+            mean = np.array([np.mean(v) for v in at]) * 100
+            sd = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in at]) * 100
+            x = [e + 1 for e in epochs]
+            ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
+            ax.plot(x, mean, style, color=color, lw=1.8, label=f"{arm}, {label}: mean ± sd of {len(curves)} seeds")
         cuts = {e for r in runs for e in r.record.lr_reduction_epochs or []}
         for e in sorted(cuts):
             ax.axvline(e + 0.5, color=color, ls=":", lw=1)
-    if not drawn:
-        plt.close(fig)
-        return None
     ax.set(xlabel="epoch (dotted: learning rate ÷10 after it)", ylabel="top-1 error (%)", title=title)
+    if ax.lines:
+        percent_log_axis(ax)
+    return fig, ax
+
+
+def percent_log_axis(ax: plt.Axes) -> None:
+    """A logarithmic error axis labelled 5%, 10%, 20% ... instead of matplotlib's 2 × 10^1."""
     ax.set_yscale("log")
-    return _save(fig, ax, path)
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
+    ax.yaxis.set_minor_locator(ticker.LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def training_error_by_epoch(arms: dict[str, list[Run]], targets: list[float], path: Path, title: str) -> Path:
@@ -95,7 +113,7 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
             else:
                 paper = None
                 delta, low, high = (v * 100 for v in (delta, low, high))
-            color = COLORS.get(comp["verdict"], "k")
+            color = Outcome(comp["verdict"]).colour
             if not math.isnan(low):
                 ax.plot([low, high], [y, y], color=color, lw=3, alpha=0.6)
             ax.plot([delta], [y], "o", color=color)
@@ -119,7 +137,7 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
         else:
             ax.set_xlabel("Δ in units of the paper's size here (| : the paper's = 1; rows in pts: no size)")
         ax.grid(alpha=0.3, axis="x")
-    handles = [plt.Line2D([], [], color=c, marker="o", lw=3, label=v) for v, c in COLORS.items()]
+    handles = [plt.Line2D([], [], color=v.colour, marker="o", lw=3, label=v) for v in VERDICTS]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
     fig.savefig(path, dpi=120)

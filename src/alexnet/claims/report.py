@@ -62,7 +62,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
                 f"{experiment}: training error (last {_running_window(runs[0])} batches), per seed",
             )
         )
-    curves = plots.learning_curves(arms, out / "learning_curves.png", f"{experiment}: per seed")
+    curves = plots.learning_curves(arms, out / "learning_curves.png", f"{experiment}: each arm over its seeds")
     if curves:
         figures.append(curves)
 

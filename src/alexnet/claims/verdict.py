@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,53 @@ from scipy import stats
 from alexnet.claims.stats.signflip import sign_flip_p, sign_flip_p_below
 
 ALPHA, POWER = 0.05, 0.8
-# the five outcomes of the tests; the one that overrides them when a claim's runs did not converge; and the row with
-# nothing to test, where no seed had a run that reached the event (Fig. 1's targets)
-VERDICTS = ("reproduced", "smaller", "opposite", "excluded", "inconclusive", "not converged", "not reached")
-REJECTIONS = ("reproduced", "smaller", "opposite", "excluded")  # the verdicts that rest on a rejected null
+
+
+class Outcome(StrEnum):
+    """What a row of the claim table says: one of the five outcomes of its two tests, the outcome that withholds
+    them when the claim's runs did not converge, a row with nothing to test, or a figure shown without a verdict.
+    A str, so claim.json keeps the words it always had. Each carries its colour in the figures and how it sets
+    against a later finding (literature.yaml)."""
+
+    REPRODUCED = "reproduced"
+    SMALLER = "smaller"
+    OPPOSITE = "opposite"
+    EXCLUDED = "excluded"
+    INCONCLUSIVE = "inconclusive"
+    NOT_CONVERGED = "not converged"
+    NOT_REACHED = "not reached"
+    REPORTED = "reported"
+
+    @property
+    def colour(self) -> str:
+        return _COLOURS[self]
+
+    @property
+    def rejects_a_null(self) -> bool:
+        """The outcome rests on a rejected null hypothesis (Δ = 0 or the paper's size)."""
+        return self in (Outcome.REPRODUCED, Outcome.SMALLER, Outcome.OPPOSITE, Outcome.EXCLUDED)
+
+    def agreement(self, supports: bool | None) -> str:
+        """Against a later finding (supports: it found the paper's effect; None: mixed or not comparable)."""
+        if not self.rejects_a_null:
+            return "no verdict"
+        if supports is None:
+            return "later work mixed"
+        found_it = self in (Outcome.REPRODUCED, Outcome.SMALLER)
+        return "agrees" if found_it == bool(supports) else "disagrees"
+
+
+_COLOURS = {
+    Outcome.REPRODUCED: "tab:green",
+    Outcome.SMALLER: "tab:olive",
+    Outcome.OPPOSITE: "tab:red",
+    Outcome.EXCLUDED: "tab:purple",
+    Outcome.INCONCLUSIVE: "tab:gray",
+    Outcome.NOT_CONVERGED: "tab:orange",
+    Outcome.NOT_REACHED: "tab:brown",
+    Outcome.REPORTED: "k",
+}
+VERDICTS = tuple(o for o in Outcome if o is not Outcome.REPORTED)  # the outcomes a judged row can have
 
 VERDICT_RULE = (
     "Δ = ablated − reference, paired by seed (the arms of a seed share the data order, crops, flips and dropout "
@@ -136,14 +180,26 @@ def seeds_for(size: float, sd: float, paired: bool, alpha: float = ALPHA) -> int
     return None
 
 
-def decide(delta: float, p: float, p_paper: float, sign: float, alpha: float = ALPHA) -> str:
-    """The outcome of the two tests at level `alpha` (p-values already adjusted for their family; NaN: no test)."""
+def decide(delta: float, p: float, p_paper: float, sign: float, alpha: float = ALPHA, *, reported: bool = False,
+           reached: bool = True, comparable: bool = True, converged: bool = True) -> Outcome:  # fmt: skip
+    """The one place a row's outcome is decided (VERDICT_RULE): a figure shown without a verdict is `reported`; a row
+    with no pair of runs that reached the event is `not reached`; otherwise the two tests at level `alpha` (p-values
+    already adjusted for their family; NaN: no test), `inconclusive` where the values cannot be compared (runs
+    still improving at their last epoch, for best_epoch), and `not converged` over the tests' outcome where the
+    claim's arms failed the convergence rule."""
+    if reported:
+        return Outcome.REPORTED
+    if not reached:
+        return Outcome.NOT_REACHED
     p, p_paper = (1.0 if math.isnan(v) else v for v in (p, p_paper))  # an untested null is never rejected
     if p < alpha:
-        if math.copysign(1.0, delta) != sign:
-            return "opposite"
-        return "smaller" if p_paper < alpha else "reproduced"
-    return "excluded" if p_paper < alpha else "inconclusive"
+        tests = Outcome.OPPOSITE if math.copysign(1.0, delta) != sign else (
+            Outcome.SMALLER if p_paper < alpha else Outcome.REPRODUCED)  # fmt: skip
+    else:
+        tests = Outcome.EXCLUDED if p_paper < alpha else Outcome.INCONCLUSIVE
+    if not comparable:
+        tests = Outcome.INCONCLUSIVE
+    return tests if converged else Outcome.NOT_CONVERGED
 
 
 def test_delta(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, float, float, float]:
@@ -166,18 +222,38 @@ def compared_values(ref: list[float], abl: list[float], ratio: bool) -> tuple[np
     return np.asarray(abl, float), np.asarray(ref, float)
 
 
+def comparable(metric: str, censoring: dict[str, list[bool]]) -> bool:
+    """Whether the values can be compared at all: an epoch of the best validation is no epoch where the run was
+    still improving at its last one."""
+    return not (metric == "best_epoch" and any(any(v) for v in censoring.values()))
+
+
 def judge_values(
-    metric: str, spec: Spec, ref: list[float], abl: list[float], paired: bool, ablated_level: float | None = None
+    metric: str,
+    spec: Spec,
+    ref: list[float],
+    abl: list[float],
+    paired: bool,
+    ablated_level: float | None = None,
+    **facts: bool,
 ) -> Comparison:
     """One claim-metric's statistics and its verdict as a family of its own (VERDICT_RULE), from per-seed values
-    (paired: in seed order); family.adjust decides it again within the claim and within the table."""
+    (paired: in seed order); family.adjust decides it again within the claim and within the table. `facts`: what
+    the pairing found (decide's reported, reached, comparable)."""
+    c = _statistics(metric, spec, ref, abl, paired, ablated_level)
+    c.verdict = decide(c.delta, c.p, c.p_paper, spec.sign, **facts)
+    return c
+
+
+def _statistics(metric: str, spec: Spec, ref: list[float], abl: list[float], paired: bool,
+                ablated_level: float | None) -> Comparison:  # fmt: skip
     x, y = compared_values(ref, abl, spec.ratio)
     size = None
     if spec.relative is not None and ablated_level is not None:
         size = spec.sign * spec.relative * abs(ablated_level)
     elif spec.least is not None:
         size = spec.sign * spec.least
-    c = Comparison(metric, spec.text, list(ref), list(abl), math.nan, math.nan, math.nan, "inconclusive",
+    c = Comparison(metric, spec.text, list(ref), list(abl), math.nan, math.nan, math.nan, Outcome.INCONCLUSIVE,
                    spec.ratio, paired=paired, size=size)  # fmt: skip
     if len(x) == 0 or len(y) == 0:
         return c
@@ -204,5 +280,4 @@ def judge_values(
     c.mde = mde(se, df)
     if size is not None:
         c.seeds_needed = seeds_for(size, sd, paired)
-    c.verdict = decide(delta, c.p, c.p_paper, spec.sign)
     return c

@@ -10,7 +10,7 @@ from typing import Any
 
 from alexnet.claims.run_tables import is_percent, markdown_table, mean_std
 from alexnet.claims.stats.signflip import smallest_p
-from alexnet.claims.verdict import Comparison
+from alexnet.claims.verdict import Comparison, Outcome
 
 
 def fmt_value(metric: str, value: float | None, ratio: bool, signed: bool = True) -> str:
@@ -63,9 +63,9 @@ def verdict_cells(c: dict[str, Any]) -> list[str]:
     """The verdict and what it rests on: MDE and seeds needed at α/m where nothing was decided, a † where only
     the t-test's normality could reach the Holm level; and the note."""
     verdict, note = f"**{c['verdict']}**", [c.get("note") or ""]
-    if c["verdict"] == "not converged":
+    if c["verdict"] == Outcome.NOT_CONVERGED:
         verdict += f" (the tests alone: {c.get('verdict_tests', '–')})"
-    if c.get("verdict_tests", c["verdict"]) == "inconclusive" and not math.isnan(c.get("mde", math.nan)):
+    if c.get("verdict_tests", c["verdict"]) == Outcome.INCONCLUSIVE and not math.isnan(c.get("mde", math.nan)):
         need = c.get("seeds_needed")
         more = f"; the paper's size needs {need} seeds" if need else ("; no size to detect" if c.get("size") is None
                                                                       else "; > 10,000 seeds")  # fmt: skip
