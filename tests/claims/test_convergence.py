@@ -158,3 +158,29 @@ def test_fig1_metrics_come_from_the_claims_targets_and_choose_the_rate() -> None
              "paper": {"smoothed_steps_to_0.2": "x6", "error_area_to_0.2": "x6"}}  # fmt: skip
     runs = [_fig1_run("relu", lr, s, e) for s in (101, 102) for lr, e in ((0.01, slow), (0.03, fast), (0.1, never))]
     assert chosen_settings(runs, claim) == {"relu": 0.03}  # the fastest on the new metrics, inside the grid
+
+
+def test_the_plans_rule_fails_an_arm_whose_runs_keep_improving_inside_the_band() -> None:
+    # every run falls 0.05 points an epoch over its last 3 validations, with a little noise: the arm's mean moves
+    # 0.1 points over them, inside the 0.2-point band, yet no run has stopped improving
+    rng = np.random.default_rng(0)
+    tails = [[0.0910 + 0.0005 * (2 - e) + rng.normal(0, 0.0001) for e in range(3)] for _ in range(11)]
+    arm = [_run(s, [0.3, 0.2, *tail], "constant") for s, tail in enumerate(tails)]
+    flat_tails = ([0.0910, 0.0915, 0.0912], [0.0912, 0.0905, 0.0910])  # runs that only move by noise
+    flat = [_run(s, [0.3, 0.2, *flat_tails[s % 2]], "lrn") for s in range(11)]
+    band_only = convergence.rule_of({"convergence": {"within": 0.002, "last": 3}})
+    plan_rule = convergence.rule_of({"convergence": {"within": 0.002, "last": 3, "improving": "mean_run_slope"}})
+    assert convergence.arm_check(arm, band_only)["converged"]  # the band alone passes it
+    checked = convergence.arm_check(arm, plan_rule)
+    assert checked["within_band"] and checked["improving"] and not checked["converged"]
+    assert checked["run_slope"] == pytest.approx(-0.0005, abs=0.0001) and checked["run_slope_high"] < 0
+    assert convergence.arm_check(flat, plan_rule)["converged"]
+
+
+def test_the_plans_slope_is_the_mean_of_each_runs_own_slope_with_a_t_interval_over_runs() -> None:
+    runs = [_run(s, [0.3, 0.1 + 0.01 * s, 0.1, 0.1 - 0.002 * s]) for s in range(1, 6)]
+    mean, low, high = convergence.run_slopes(runs, 3)
+    own = [np.polyfit([1, 2, 3], r.curves["val/top1_err"][-3:] and [v for *_, v in r.curves["val/top1_err"][-3:]], 1)[0]
+           for r in runs]  # fmt: skip
+    half = float(__import__("scipy").stats.t.ppf(0.975, 4)) * np.std(own, ddof=1) / math.sqrt(5)
+    assert mean == pytest.approx(np.mean(own)) and (low, high) == pytest.approx((mean - half, mean + half))

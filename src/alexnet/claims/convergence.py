@@ -32,10 +32,17 @@ SLOPE_POINTS = 4
 METRIC = "val/top1_err"
 
 
-def rule_of(claim: dict[str, Any]) -> dict[str, float]:
-    """The claim's `convergence: {within, last}`, with DEFAULT_RULE for what it leaves out."""
+def rule_of(claim: dict[str, Any]) -> dict[str, Any]:
+    """The claim's `convergence: {within, last, improving}`, with DEFAULT_RULE for what it leaves out. `improving:
+    mean_run_slope` (experiments/plan.yaml's rule for the extension, fixed with the plan): an arm also fails while
+    still improving, when the mean over its seeds of each run's slope over its last `last` validations has a 95%
+    interval wholly below zero."""
     given = claim.get("convergence") or {}
-    return {"within": float(given.get("within", DEFAULT_RULE["within"])), "last": int(given.get("last", 3))}
+    rule: dict[str, Any] = {"within": float(given.get("within", DEFAULT_RULE["within"])),
+                            "last": int(given.get("last", 3))}  # fmt: skip
+    if given.get("improving"):
+        rule["improving"] = str(given["improving"])
+    return rule
 
 
 def required(claim: dict[str, Any]) -> bool:
@@ -92,13 +99,34 @@ def mean_curve(runs: list[Run]) -> tuple[list[int], list[float], bool]:
     return list(range(1 - n, 1)), values, True
 
 
-def arm_check(runs: list[Run], rule: dict[str, float]) -> dict[str, Any]:
+def run_slopes(runs: list[Run], last: int) -> tuple[float, float, float]:
+    """The mean over runs of each run's OLS slope over its own last `last` validations (error per epoch) and its 95%
+    t-interval over the runs (n - 1 degrees of freedom); NaN where fewer than 2 runs have `last` validations."""
+    slopes = []
+    for run in runs:
+        curve = sorted(by_epoch(run.curves, METRIC).items())[-last:]
+        if len(curve) == last >= 2:
+            slopes.append(stats.linregress([e for e, _ in curve], [v for _, v in curve]).slope)
+    if len(slopes) < 2:
+        return math.nan, math.nan, math.nan
+    mean, se = float(np.mean(slopes)), float(np.std(slopes, ddof=1) / math.sqrt(len(slopes)))
+    half = float(stats.t.ppf(0.975, len(slopes) - 1)) * se
+    return mean, mean - half, mean + half
+
+
+def arm_check(runs: list[Run], rule: dict[str, Any]) -> dict[str, Any]:
     epochs, values, aligned_at_end = mean_curve(runs)
     tail = values[-int(rule["last"]) :]
     s, low, high = slope(epochs, values)
+    band = converged(values, rule["within"], int(rule["last"]))
+    improving: dict[str, Any] = {}
+    if rule.get("improving") == "mean_run_slope":
+        m, lo, hi = run_slopes(runs, int(rule["last"]))
+        improving = {"run_slope": m, "run_slope_low": lo, "run_slope_high": hi, "improving": bool(hi < 0)}
     return {
         **({"aligned_at_end": True} if aligned_at_end else {}),
-        "converged": converged(values, rule["within"], int(rule["last"])),
+        "converged": band and not improving.get("improving", False),
+        **({"within_band": band, **improving} if improving else {}),
         "runs": len(runs),
         "runs_converged": sum(run_check(r, rule)["converged"] for r in runs),
         "last": tail,
@@ -134,6 +162,15 @@ def assess(arms: dict[str, list[Run]], claim: dict[str, Any]) -> dict[str, Any] 
     }
 
 
+def _improving_text(a: dict[str, Any]) -> str:
+    """The plan's second test: the mean of the runs' own slopes over their last validations, with its interval."""
+    if "run_slope" not in a:
+        return ""
+    verdict = "still improving" if a["improving"] else "not still improving"
+    return (f"; {verdict}: the runs' own slopes over their last validations average {_points(a['run_slope'])} "
+            f"[{_points(a['run_slope_low'])}, {_points(a['run_slope_high'])}] points/epoch")  # fmt: skip
+
+
 def _points(v: float) -> str:
     return "–" if v is None or math.isnan(v) else f"{v * 100:+.2f}"
 
@@ -153,7 +190,7 @@ def render(conv: dict[str, Any] | None) -> str:
         return (f"{arm}: {verdict} ({aligned}last {', '.join(f'{v * 100:.2f}' for v in a['last'])}%, spread "
                 f"{_points(a['spread']).lstrip('+')} points, slope {_points(a['slope'])} "
                 f"[{_points(a['slope_low'])}, {_points(a['slope_high'])}] points/epoch; "
-                f"{a['runs_converged']} of {a['runs']} runs pass alone)")  # fmt: skip
+                f"{a['runs_converged']} of {a['runs']} runs pass alone" + _improving_text(a) + ")")  # fmt: skip
 
     effect = (
         "this claim needs converged arms, so its verdicts are **not converged** (the statistics are still shown)"
@@ -162,7 +199,14 @@ def render(conv: dict[str, Any] | None) -> str:
     )
     head = (
         f"Convergence (an arm has converged when the last {rule['last']} validation top-1 errors of its mean curve "
-        f"over seeds lie within {rule['within'] * 100:.1f} points; a single run's error moves ~0.1 points from "
+        f"over seeds lie within {rule['within'] * 100:.1f} points"
+        + (
+            f" and the mean over seeds of each run's slope over its last {rule['last']} validations is not wholly "
+            "below zero at 95% (experiments/plan.yaml's rule)"
+            if rule.get("improving")
+            else ""
+        )
+        + "; a single run's error moves ~0.1 points from "
         f"epoch to epoch even when flat, convergence.py says why): {'; '.join(arm_text(k, a) for k, a in arms.items())}"
         f". {effect[0].upper() + effect[1:]}. Per run (information): its last errors, their spread, and the OLS "
         f"slope of its last {SLOPE_POINTS} validations in points per epoch with its 95% interval."

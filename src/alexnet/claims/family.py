@@ -9,6 +9,7 @@ lines, and the rest (which tests form the family, what a verdict rests on) is th
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -19,6 +20,7 @@ from alexnet.claims.verdict import (
     comparable,
     compared_values,
     decide,
+    judge_values,
     mde,
     parse_spec,
     seeds_for,
@@ -61,6 +63,12 @@ def split_reported(claim: dict[str, Any]) -> None:
         claim["reported"] = [*claim.get("reported", []), *moved]
 
 
+def complete(claim: dict[str, Any]) -> bool:
+    """The claim has reached the seeds experiments/plan.yaml planned for it (a claim outside the plan: always)."""
+    planned = claim.get("plan")
+    return not planned or planned["done"] >= planned["planned"]
+
+
 def unconverged(claim: dict[str, Any]) -> bool:
     """The claim needs converged arms and either arm failed the strict rule (convergence.py)."""
     conv = claim.get("convergence") or {}
@@ -93,7 +101,8 @@ def _rests_on_normality(row: dict[str, Any], verdict: str, levels: dict[str, flo
 
 def adjust(claims: list[dict[str, Any]], into: str | None = None) -> None:
     """Holm across every test of every verdict row of `claims` as one family, in place: per row `p_holm`,
-    `p_paper_holm`, `verdict`, `verdict_tests` (before the convergence override), `mde` and `seeds_needed` at α/m,
+    `p_paper_holm`, `verdict`, `verdict_tests` (the tests' outcome, before the plan's and convergence's overrides),
+    `mde` and `seeds_needed` at α/m,
     `alpha_adjusted` (= α/m), `family_size` (m), `levels` (the Holm level each test was held to) and
     `normality_only` (†). `into`: write them into that key of each row instead (a claim's own family, "alone")."""
     for claim in claims:
@@ -113,8 +122,10 @@ def adjust(claims: list[dict[str, Any]], into: str | None = None) -> None:
         out["mde"], out["seeds_needed"] = _power(c, alpha_m)
         out["verdict_tests"] = tests
         out["verdict"] = decide(c["delta"], out["p_holm"], out["p_paper_holm"], sign, **facts,
-                                converged=not unconverged(claim))  # fmt: skip
+                                complete=complete(claim), converged=not unconverged(claim))  # fmt: skip
         out["alpha_adjusted"], out["family_size"] = alpha_m, m
+        if claim.get("plan"):  # how far the claim is along its planned seeds
+            out["seeds_planned"] = [claim["plan"]["done"], claim["plan"]["planned"], claim["plan"].get("showing")]
         out["normality_only"] = _rests_on_normality(c, tests, row_levels)
         out["levels"] = row_levels  # the Holm level each test was held to
         if into:
@@ -122,3 +133,55 @@ def adjust(claims: list[dict[str, Any]], into: str | None = None) -> None:
             c[f"verdict_{into}"] = out["verdict"]
         else:
             c.update(out)
+
+
+def without_seed(row: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A paired row's statistics recomputed with one seed's pair left out (its censoring and the paper's size, which
+    follows the ablated arm's mean, too); the row as it is where that seed is not among its pairs."""
+    seeds = list(row.get("seeds") or [])
+    if seed not in seeds or not row.get("paired", True):
+        return row
+    i = seeds.index(seed)
+    keep = [j for j in range(len(seeds)) if j != i]
+    ref, abl = [row["reference"][j] for j in keep], [row["ablated"][j] for j in keep]
+    spec = parse_spec(row["paper_spec"])
+    level = sum(abl) / len(abl) if abl and spec.relative is not None else None
+    c = judge_values(row["metric"], spec, ref, abl, True, ablated_level=level)
+    stats = {k: getattr(c, k) for k in ("delta", "low", "high", "p", "p_paper", "p_perm", "p_paper_perm", "se", "df",
+                                         "sd", "mde", "seeds_needed", "size")}  # fmt: skip
+    censored = {arm: [v for j, v in enumerate(flags) if j != i] for arm, flags in (row.get("censored") or {}).items()}
+    return {**row, **stats, "reference": ref, "ablated": abl, "seeds": [seeds[j] for j in keep], "censored": censored}
+
+
+def leave_one_out(claims: list[dict[str, Any]]) -> None:
+    """Per row of every claim that has its planned seeds, in place: `leave_one_out` = {"seeds": n, "flips": {seed:
+    verdict}}, the whole table decided again (Holm over every row) with each of the claim's seeds left out in turn,
+    and the verdicts that differ from the row's. Convergence is held as decided on all seeds (a claim.json keeps the
+    runs' last errors, not their curves). Rows of a claim short of its seeds get None (no verdict to test)."""
+    for k, claim in enumerate(claims):
+        rows = claim["comparisons"]
+        seeds = sorted({s for c in rows for s in c.get("seeds") or []})
+        if not complete(claim) or not seeds:
+            for row in rows:
+                row["leave_one_out"] = None
+            continue
+        flips: list[dict[str, str]] = [{} for _ in rows]
+        for seed in seeds:
+            trial = copy.deepcopy(claims)
+            trial[k]["comparisons"] = [without_seed(row, seed) for row in trial[k]["comparisons"]]
+            adjust(trial)
+            for j, (row, again) in enumerate(zip(rows, trial[k]["comparisons"], strict=True)):
+                if again["verdict"] != row["verdict"]:
+                    flips[j][str(seed)] = str(again["verdict"])
+        for row, flipped in zip(rows, flips, strict=True):
+            row["leave_one_out"] = {"seeds": len(seeds), "flips": flipped}
+
+
+def robustness(row: dict[str, Any]) -> str:
+    """The leave-one-out cell: stable, or which seeds flip the verdict and to what."""
+    loo = row.get("leave_one_out")
+    if not loo:
+        return "–"
+    if not loo["flips"]:
+        return f"stable (each of {loo['seeds']} seeds left out)"
+    return "flips without " + ", ".join(f"seed {s} (→ {v})" for s, v in loo["flips"].items())

@@ -8,16 +8,18 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.claims import literature, plots
-from alexnet.claims.family import adjust
+from alexnet.claims import history, literature, plots
+from alexnet.claims.family import adjust, leave_one_out, robustness
 from alexnet.claims.run_tables import VEND, VSTART, markdown_table
-from alexnet.claims.verdict import VERDICT_RULE
+from alexnet.claims.verdict import VERDICT_RULE, Outcome
 from alexnet.claims.verdict_tables import claim_table, fmt_delta, fmt_value, verdict_cells
 from alexnet.files import write_json
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+RSTART, REND = "<!-- results:start -->", "<!-- results:end -->"
+RESULTS_HEADER = ["claim (headline metric)", "the paper's effect", "ours: Δ (95% interval)", "verdict", "report"]
 HEADER = ["claim", "metric", "paper", "paper's size here", "measured Δ (95% interval)", "verdict (Holm, one family)",
-          "later evidence", "report"]  # fmt: skip
+          "one seed left out", "later evidence", "report"]  # fmt: skip
 
 
 def index(folder: Path) -> None:
@@ -32,9 +34,11 @@ def index(folder: Path) -> None:
         paths.append(path)
         claims.append(claim)
     adjust(claims)
+    leave_one_out(claims)
     for claim in claims:
         adjust([claim], into="alone")
     evidence = literature.load(folder)
+    changes = history.load(folder)
     rows = []
     for path, c in zip(paths, claims, strict=True):
         write_json(path, c)
@@ -43,7 +47,9 @@ def index(folder: Path) -> None:
             delta, interval = fmt_delta(comp)
             size = fmt_value(comp["metric"], comp["size"], comp["ratio"]) if comp.get("size") is not None else "–"
             rows.append([f"§{c['section']} {c['claim']}", comp["metric"], comp["paper"], size, f"{delta} {interval}",
-                         verdict_cells(comp)[0], literature.cell(evidence.get(c["experiment"]), comp["verdict"]),
+                         _with_note(verdict_cells(comp)[0], history.first_rule_note(c, comp, changes)),
+                         robustness(comp),
+                         literature.cell(evidence.get(c["experiment"]), comp["verdict"]),
                          f"[{c['experiment']}]({path.parent.name}/report.md)"])  # fmt: skip
     table = markdown_table(HEADER, rows)
     if claims:
@@ -55,9 +61,42 @@ def index(folder: Path) -> None:
     head, rest = text.split(START, 1)
     block = f"{table}\n\nVerdict rule: {VERDICT_RULE}"
     readme.write_text(head + START + "\n" + block + "\n" + END + rest.split(END, 1)[1])
+    front = folder.parent / "README.md"  # the project's first screen: one row per claim
+    if claims and front.is_file() and RSTART in front.read_text():
+        head, rest = front.read_text().split(RSTART, 1)
+        front.write_text(
+            head + RSTART + "\n" + results_table(paths, claims, folder) + "\n" + REND + rest.split(REND, 1)[1]
+        )
     m = claims[0]["comparisons"][0].get("family_size") if claims and claims[0]["comparisons"] else 0
     print(f"wrote the claim table ({len(rows)} rows, one Holm family of {m} tests) into {readme} and "
           f"{folder / 'summary.png'}")  # fmt: skip
+
+
+def _with_note(verdict: str, note: str) -> str:
+    return f"{verdict} ({note})" if note else verdict
+
+
+def results_table(paths: list[Path], claims: list[dict], folder: Path) -> str:
+    """The README's first table: one row per claim at its headline metric (the first its config states), the
+    paper's effect, ours with its interval, the verdict, and a link to the report naming the other rows' verdicts;
+    then how far the claims are along their planned seeds."""
+    rows, pending = [], 0
+    for path, c in zip(paths, claims, strict=True):
+        head, *others = c["comparisons"]
+        delta, interval = fmt_delta(head)
+        paper = head["paper"] + (f"; here {fmt_value(head['metric'], head['size'], head['ratio'])}"
+                                 if head.get("size") is not None and " at " in head["paper"] else "")  # fmt: skip
+        more = "; ".join(f"{o['metric']}: {o['verdict']}" for o in others)
+        link = f"{folder.name}/{path.parent.name}/report.md"
+        report = f"[{c['experiment']}]({link})" + (f" ({more})" if more else "")
+        rows.append([f"§{c['section']} {c['claim']} ({head['metric']})", paper, f"{delta} {interval}",
+                     verdict_cells(head)[0], report])  # fmt: skip
+        pending += head["verdict"] == Outcome.PENDING
+    status = (
+        f"{len(claims) - pending} of {len(claims)} claims have the seeds experiments/plan.yaml planned for them; "
+        f"{pending} are pending (their Δ so far shown, no verdict until their planned seeds finish)."
+    )
+    return markdown_table(RESULTS_HEADER, rows) + "\n\n" + status
 
 
 def _rewrite_report(report_md: Path, comparisons: list[dict]) -> None:

@@ -207,6 +207,18 @@ def load(root: Path = ROOT) -> dict[str, Any]:
     return yaml.safe_load((root / "experiments" / "plan.yaml").read_text())
 
 
+def for_claim(claim: str, root: Path = ROOT) -> dict[str, Any] | None:
+    """The plan of the sweep whose runs judge `claim` (its name, seeds, planned count) with the plan's convergence
+    rule, or None for a claim outside the plan (or no plan file)."""
+    if not (root / "experiments" / "plan.yaml").is_file():
+        return None
+    plan = load(root)
+    for name, sweep in plan["sweeps"].items():
+        if claim in sweep["claims"]:
+            return {"sweep": name, **sweep, "convergence": plan["convergence"], "fixed": plan["fixed"]}
+    return None
+
+
 def main() -> None:
     import yaml
 

@@ -3,11 +3,13 @@ the figures), claim.json (what compare.py --index Holm-corrects across claims) a
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from alexnet.claims import convergence, plots
+from alexnet.claims import convergence, history, plan, plots, preregistration
 from alexnet.claims.curves import SMOOTH_STEPS
 from alexnet.claims.fig1 import chosen_settings
 from alexnet.claims.judge import claim_json, judge
@@ -38,8 +40,16 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
     runs = load_runs(sweeps, claim_override)
     if not runs:
         raise ValueError(f"no finished runs (summary.json) under {', '.join(map(str, sweeps))}")
-    claim, results, chosen = judge(runs)
     experiment = experiment or runs[0].cfg.get("experiment_name")
+    planned = plan.for_claim(experiment)
+    if planned:  # the plan's seeds only (the pilot's where it stays in the analysis), and its convergence rule
+        tuning = set((runs[0].cfg.get("claim") or {}).get("tuning_seeds") or [])
+        analysed = [r for r in runs if r.seed in set(planned["analysed_seeds"]) | tuning]
+        # a pilot left out of the analysis is still what there is to show until a planned seed finishes (pending)
+        runs = analysed if {r.seed for r in analysed} - tuning else runs
+    claim, results, chosen = judge(runs)
+    if planned:
+        claim = {**claim, "convergence": {**(claim.get("convergence") or {}), **planned["convergence"]}}
     select_by = claim.get("select_by")
     arms = chosen if select_by else group_arms(runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +57,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
     metrics = [*claim["paper"], *(m for m in COLUMNS if m not in claim["paper"])]
     header, rows = arm_rows(arms, metrics)
     print_table(f"{experiment}: mean ± std over seeds", header, rows)
-    claim_record = claim_json(experiment, claim, results, extra=_extra(runs, claim, chosen))
+    claim_record = claim_json(experiment, claim, results, extra=_extra(runs, claim, chosen, planned))
     write_json(out / "claim.json", claim_record)
     comparisons = claim_record["comparisons"]
     print_table(f"§{claim.get('section')}: {claim.get('text')}", *plain_table(comparisons))
@@ -86,6 +96,10 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
         + f"Setting: {_setting(runs[0], select_by)}."
         + _target_note(runs[0], claim),
         "",
+        _machines(arms),
+        "",
+        _preregistration(experiment, runs, planned) + _rule_changes(experiment, out.parent, runs),
+        "",
         _choices_note(arms),
         "",
         lr_cuts(arms),
@@ -122,10 +136,16 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
     return {"claim": claim, "results": results}
 
 
-def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]]) -> dict:
-    """What claim.json holds besides the comparisons: the runs compared, Fig. 1's chosen rates, and whether both
-    arms converged (the verdict reads it)."""
+def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]], planned: dict | None = None) -> dict:
+    """What claim.json holds besides the comparisons: the runs compared, Fig. 1's chosen rates, whether both
+    arms converged, and the claim's place in the seed plan (the verdict reads these two)."""
     extra: dict = {"runs": {arm: [str(r.path) for r in rs] for arm, rs in arms.items()}}
+    if planned:
+        done = set.intersection(*({r.seed for r in rs} for rs in arms.values())) & set(planned["analysed_seeds"])
+        extra["plan"] = {"sweep": planned["sweep"], "planned": planned["planned_seeds"], "done": len(done),
+                         "seeds_done": sorted(done), "pilot_kept": planned["pilot"]["kept"]}  # fmt: skip
+        if not done and not planned["pilot"]["kept"]:  # what is shown until then: the pilot, outside the analysis
+            extra["plan"]["showing"] = "the pilot's (left out of the analysis)"
     if claim.get("select_by"):
         extra["chosen"] = chosen_settings(runs, claim)
     checked = convergence.assess(arms, claim)
@@ -143,6 +163,53 @@ def load_claim(experiment: str) -> dict:
     if not claim:
         raise ValueError(f"{path} states no claim")
     return claim
+
+
+def _machines(arms: dict[str, list[Run]]) -> str:
+    """The CPUs the runs computed on (float order differs between CPUs), and whether each seed's arms shared one."""
+    cpu = [(r.seed, (r.record.machine or {}).get("cpu") or "not recorded") for rs in arms.values() for r in rs]
+    counts: dict[str, int] = {}
+    for _, name in cpu:
+        counts[name] = counts.get(name, 0) + 1
+    split = sorted(s for s in {s for s, _ in cpu} if len({n for s2, n in cpu if s2 == s}) > 1)
+    same = "The arms of each seed ran on one machine (or it was not recorded: runs before #29)."
+    listed = "; ".join(f"{name} ({n} runs)" for name, n in sorted(counts.items()))
+    return f"Machines: {listed}. " + (f"The arms of seeds {split} ran on different machines." if split else same)
+
+
+def _preregistration(experiment: str, runs: list[Run], planned: dict | None) -> str:
+    """report.md's pre-registration line: the claim's plan, budget and claim block (with its convergence rule)
+    against the first run of the pilot and of the new seeds."""
+    budget = (runs[0].cfg.get("budget") or {}).get("name")
+    judged_by = ["pilot", "new seeds"] if planned else ["first"]
+    files = {"claim block": (f"conf/experiment/{experiment}.yaml", judged_by)}
+    if budget:
+        files["budget"] = (f"conf/budget/{budget}.yaml", judged_by)
+    if planned:
+        files = {"seed plan and convergence rule": ("experiments/plan.yaml", ["new seeds"]), **files}
+        new = set(planned["new_seeds"])  # the rest (the pilot, Fig. 1's tuning) ran before the plan
+        groups = {"pilot": _commits(r for r in runs if r.seed not in new),
+                  "new seeds": _commits(r for r in runs if r.seed in new)}  # fmt: skip
+    else:
+        groups = {"first": _commits(runs)}
+    return preregistration.line(files, groups)
+
+
+def _rule_changes(experiment: str, folder: Path, runs: list[Run]) -> str:
+    """The protocol's rules changed after this claim's first run (folder/rules.yaml, later than its commit), dated."""
+    commits = _commits(runs)
+    try:
+        first = preregistration.first_commit(commits) if commits else None
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    changes = [c for c in history.load(folder) if experiment in c.get("claims", [])
+               and first and not preregistration.before(str(c["commit"]), first)]  # fmt: skip
+    return "".join(f" Changed after its runs had started: {c['rule']} on {c['date']} ({c['commit']}; was: {c['was']};"
+                   f" handled: {c['handled']})." for c in changes)  # fmt: skip
+
+
+def _commits(runs: Iterable[Run]) -> set[str]:
+    return {r.record.git["commit"] for r in runs if r.record.git.get("commit") not in (None, "unknown")}
 
 
 def _choices_note(arms: dict[str, list[Run]]) -> str:

@@ -34,6 +34,7 @@ class Outcome(StrEnum):
     INCONCLUSIVE = "inconclusive"
     NOT_CONVERGED = "not converged"
     NOT_REACHED = "not reached"
+    PENDING = "pending"  # the claim has not reached its planned seeds (experiments/plan.yaml): no verdict yet
     REPORTED = "reported"
 
     @property
@@ -63,6 +64,7 @@ _COLOURS = {
     Outcome.INCONCLUSIVE: "tab:gray",
     Outcome.NOT_CONVERGED: "tab:orange",
     Outcome.NOT_REACHED: "tab:brown",
+    Outcome.PENDING: "tab:cyan",
     Outcome.REPORTED: "k",
 }
 VERDICTS = tuple(o for o in Outcome if o is not Outcome.REPORTED)  # the outcomes a judged row can have
@@ -83,13 +85,18 @@ VERDICT_RULE = (
     "(MDE, 80% power) and the seeds the paper's size would need, both at the Bonferroni level α/m (Holm's first "
     "step, the most conservative of its levels); **not converged**: a claim "
     "where either arm failed the strict convergence rule (its mean validation curve over "
-    "seeds: the last 3 epochs within 0.2 points): its statistics are "
+    "seeds: the last 3 epochs within 0.2 points; for the claims of experiments/plan.yaml also not still improving: "
+    "the mean over seeds of each run's slope over its last 3 validations, its 95% interval wholly below zero): its "
+    "statistics are "
     "shown, its verdict is withheld. Beside each t-test, the exact sign-flip permutation p of the same null (all "
     "2^n sign flips of the paired differences): it needs no normality, but on n seeds it cannot fall below "
     "2/2^n (5 seeds: 0.0625; 8 seeds: 0.0078); where that floor lies above the Holm level the verdict's test was "
     "held to, the row is marked † (it rests on the t-test's normality). A value that a run ended before reaching "
     "counts as the whole run (shown as ≥, a bound); a pair of runs in which neither reached it bounds nothing of "
-    "their ratio and is left out, and a row with no pair left gets **not reached** (no test; outside the family)."
+    "their ratio and is left out, and a row with no pair left gets **not reached** (no test; outside the family). "
+    "**pending**: a claim whose runs have not reached the seeds experiments/plan.yaml planned for it (fixed before "
+    "its new runs): its statistics so far are shown, no verdict; its tests stay in the family, whose size the plan "
+    "fixed."
 )
 
 
@@ -181,14 +188,18 @@ def seeds_for(size: float, sd: float, paired: bool, alpha: float = ALPHA) -> int
 
 
 def decide(delta: float, p: float, p_paper: float, sign: float, alpha: float = ALPHA, *, reported: bool = False,
-           reached: bool = True, comparable: bool = True, converged: bool = True) -> Outcome:  # fmt: skip
-    """The one place a row's outcome is decided (VERDICT_RULE): a figure shown without a verdict is `reported`; a row
-    with no pair of runs that reached the event is `not reached`; otherwise the two tests at level `alpha` (p-values
+           complete: bool = True, reached: bool = True, comparable: bool = True,
+           converged: bool = True) -> Outcome:  # fmt: skip
+    """The one place a row's outcome is decided (VERDICT_RULE): a figure shown without a verdict is `reported`; a
+    claim short of its planned seeds is `pending` (no verdict is published before them: experiments/plan.yaml); a
+    row with no pair of runs that reached the event is `not reached`; otherwise the two tests at level `alpha` (p-values
     already adjusted for their family; NaN: no test), `inconclusive` where the values cannot be compared (runs
     still improving at their last epoch, for best_epoch), and `not converged` over the tests' outcome where the
     claim's arms failed the convergence rule."""
     if reported:
         return Outcome.REPORTED
+    if not complete:
+        return Outcome.PENDING
     if not reached:
         return Outcome.NOT_REACHED
     p, p_paper = (1.0 if math.isnan(v) else v for v in (p, p_paper))  # an untested null is never rejected

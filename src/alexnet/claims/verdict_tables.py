@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from alexnet.claims.family import robustness
 from alexnet.claims.run_tables import is_percent, markdown_table, mean_std
 from alexnet.claims.stats.signflip import smallest_p
 from alexnet.claims.verdict import Comparison, Outcome
@@ -63,6 +64,10 @@ def verdict_cells(c: dict[str, Any]) -> list[str]:
     """The verdict and what it rests on: MDE and seeds needed at α/m where nothing was decided, a † where only
     the t-test's normality could reach the Holm level; and the note."""
     verdict, note = f"**{c['verdict']}**", [c.get("note") or ""]
+    if c["verdict"] == Outcome.PENDING:
+        done, planned, showing = [*(c.get("seeds_planned") or ("?", "?")), None][:3]
+        shown = f"; the Δ shown is {showing}" if showing else ""
+        return [f"**pending** ({done} of {planned} planned seeds{shown}: no verdict yet)", c.get("note") or ""]
     if c["verdict"] == Outcome.NOT_CONVERGED:
         verdict += f" (the tests alone: {c.get('verdict_tests', '–')})"
     if c.get("verdict_tests", c["verdict"]) == Outcome.INCONCLUSIVE and not math.isnan(c.get("mde", math.nan)):
@@ -84,7 +89,7 @@ def claim_table(comparisons: list[dict], adjusted: bool) -> str:
     which = "Holm, whole table" if adjusted else "Holm, this claim"
     header = ["metric", "paper", "paper's size here", "measured Δ", "95% interval", "test-set bootstrap 95%",
               "p (Δ=0): t / sign-flip", "p (paper's size): t / sign-flip", f"{which}: p / p (paper's size)",
-              f"verdict ({which})", "note"]  # fmt: skip
+              f"verdict ({which})", *(["one seed left out"] if adjusted else []), "note"]  # fmt: skip
     rows = []
     for row in comparisons:
         c = family_view(row, adjusted)
@@ -92,6 +97,8 @@ def claim_table(comparisons: list[dict], adjusted: bool) -> str:
         rows.append([c["metric"], c["paper"], size, *fmt_delta(c), fmt_bootstrap(c),
                      _tests(c["p"], c.get("p_perm")), _tests(c["p_paper"], c.get("p_paper_perm")),
                      f"{fmt_p(c.get('p_holm'))} / {fmt_p(c.get('p_paper_holm'))}", *verdict_cells(c)])  # fmt: skip
+        if adjusted:
+            rows[-1].insert(-1, robustness(c))
     return markdown_table(header, rows)
 
 

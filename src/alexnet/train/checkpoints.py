@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.config.legacy import upgrade
 from alexnet.data import ImageDataModule
 from alexnet.errors import ConfigError
+from alexnet.legacy import upgrade
 from alexnet.model.towers import in_layout_of
 from alexnet.train.build import build_data, instantiate
 from alexnet.train.module import AlexNetModule

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.config.legacy import upgrade
+from alexnet.legacy import upgrade
 from alexnet.train.checkpoints import newest_checkpoint
 
 # settings that name where and how a run is started, not what it computes; and `claim`, how src/compare.py judges

@@ -49,11 +49,11 @@ def _write_run(sweep: Path, arm: str, seed: int, margin: float, val: list[float]
     if predictions:
         np.savez(run / "predictions" / "test.npz", probs=one, labels=LABELS)
         np.savez(run / "predictions" / "test_10crop.npz", probs=ten, labels=LABELS)
-    cfg = {"experiment_name": "ablate_lrn", "arm": arm, "claim": CLAIM, "budget": {"name": "converged"},
+    cfg = {"experiment_name": "toy_lrn", "arm": arm, "claim": CLAIM, "budget": {"name": "converged"},
            "data": {"_target_": "alexnet.data.FashionMNISTDataModule", "batch_size": 128, "test_crops": 1},
            "model": {"width": 0.25}, "optimizer": {"lr": 0.01}, "trainer": {"max_epochs": len(val)}}  # fmt: skip
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    summary = {"seed": seed, "arm": arm, "experiment": "ablate_lrn", "git": {"commit": "0123456789", "dirty": False},
+    summary = {"seed": seed, "arm": arm, "experiment": "toy_lrn", "git": {"commit": "0123456789", "dirty": False},
                "test": _test_metrics(one), "test_crops": 1, "train_images": 1000, "epochs": len(val), "steps": 48,
                "test_by_crops": {"1": _test_metrics(one), "10": _test_metrics(ten)}}  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary))
@@ -125,7 +125,7 @@ def test_a_claims_report_carries_the_bootstrap_the_reported_loss_and_convergence
 
 def test_the_crop_count_claim_bootstraps_each_crop_counts_predictions(sweep: Path) -> None:
     crops = {**CLAIM, "arms_from": "test_by_crops", "reference": "10", "ablated": "1",
-             "runs_of": {"experiment": "ablate_lrn", "arm": "lrn"}}  # fmt: skip
+             "runs_of": {"experiment": "toy_lrn", "arm": "lrn"}}  # fmt: skip
     claim, results, _ = judge(load_runs([sweep], crops))
     row = next(c for c in results if c.metric == "test/top1_err")
     expected = np.mean([per_image(predictions_path(sweep / f"lrn_seed{s}"), "test/top1_err")[0]

@@ -3,7 +3,7 @@
 import path, e.g. `_target_: alexnet.callbacks.TrainEvalError`; when the package was arranged in wings (model/,
 config/, train/, jobs/, claims/) those paths moved. `upgrade` rewrites a saved config's old paths to today's, so that
 such a run still resumes, evaluates and reports; it is applied wherever a saved config is read back
-(train/checkpoints.load_checkpoint, train/resume.existing_run)."""
+(train/checkpoints.load_checkpoint, train/resume.existing_run, claims/preregistration)."""
 
 from __future__ import annotations
 
