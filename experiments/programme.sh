@@ -41,7 +41,7 @@ sweep() { # NAME DIR [overrides]: one multirun into DIR, resumable; its wall tim
 for name in "${@:-${ORDER[@]}}"; do
   case $name in
   ablate_test_crops | ablate_lrn_removed) # no runs of their own: ablate_lrn's arms (10 and 1 crops; LRN removed)
-    report "$RUNS/ablate_lrn/programme" --experiment "$name" --out "experiments/$name"
+    report "$RUNS/ablate_lrn/programme" --claim "$name" --out "experiments/$name"
     ;;
   ablate_activation) # Fig. 1: each arm's rate chosen on tuning seeds, then compared on seeds the tuning never saw
     tuning=$RUNS/ablate_activation/programme-tuning
@@ -59,9 +59,9 @@ for name in "${@:-${ORDER[@]}}"; do
     ;;
   *)
     sweep "$name" "$RUNS/$name/programme" "seed=$(seeds "$name")"
-    # judged on the claim block as conf/experiment/NAME.yaml states it now (the same as the runs' own until the
+    # judged on the claim as conf/claim/NAME.yaml states it now (the same as the runs' own until the
     # analysis is edited; the runs are not retrained for that: resume.py)
-    report "$RUNS/$name/programme" --experiment "$name" --out "experiments/$name"
+    report "$RUNS/$name/programme" --claim "$name" --out "experiments/$name"
     ;;
   esac
   report --index experiments

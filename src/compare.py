@@ -2,7 +2,7 @@
 
     python src/compare.py logs/train/multiruns/ablate_lrn/<time> [more sweep dirs] --out experiments/ablate_lrn
     python src/compare.py --index experiments      # Holm across every claim; the table in experiments/README.md
-    python src/compare.py SWEEP --experiment ablate_test_crops --out DIR   # a claim measured on another's runs
+    python src/compare.py SWEEP --claim ablate_test_crops --out DIR   # a claim (conf/claim/) on these runs
     python src/compare.py TUNING_SWEEP --select    # Fig. 1: each arm's learning rate, chosen on the tuning seeds
 
 Reads each run's config.yaml, summary.json and metrics.csv (no W&B needed).
@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument(
         "--index", type=Path, metavar="FOLDER", help="Holm-correct and rebuild FOLDER/README.md's table"
     )
-    parser.add_argument("--experiment", help="judge the runs on this experiment's claim (e.g. ablate_test_crops)")
+    parser.add_argument("--claim", "--experiment", dest="claim",
+                        help="judge the runs on this claim, conf/claim/NAME.yaml (e.g. ablate_test_crops)")  # fmt: skip
     parser.add_argument("--select", action="store_true",
                         help="print each arm's chosen setting (Fig. 1's learning rate) as ARM=VALUE lines")  # fmt: skip
     args = parser.parse_args()
@@ -53,7 +54,7 @@ def main() -> None:
             for arm, value in chosen_settings(runs, runs[0].cfg["claim"]).items():
                 print(f"{arm}={value}")
             return
-        report(args.sweeps, args.out or Path(os.getcwd()) / "report", args.experiment)
+        report(args.sweeps, args.out or Path(os.getcwd()) / "report", args.claim)
     except ValueError as e:
         sys.exit(f"error: {e}")
 

@@ -107,7 +107,7 @@ def test_a_report_on_the_committed_pilot_says_pending_lists_its_machines_and_che
     known = subprocess.run(["git", "cat-file", "-e", "a8f896d^{commit}"], cwd=ROOT).returncode == 0
     if known:  # a checkout with its history: the pilot ran at a8f896d, after its budget and claim were last changed
         assert "the first pilot run at a8f896d" in prereg and "Changed after" not in prereg
-        assert "claim block (conf/experiment/ablate_towers.yaml)" in prereg
+        assert "claim block (conf/claim/ablate_towers.yaml) at 7910a14" in prereg
     else:
         assert "not checked" in prereg
     claim = __import__("json").loads((out / "claim.json").read_text())

@@ -47,3 +47,31 @@ def test_the_default_recipe_is_the_default_budget_and_an_experiment_replaces_it(
         "converged", 0.02, 15)  # fmt: skip
     paper = flat(["experiment=paper"])  # the paper's 90 epochs (trainer=gpu), not the default run's 15
     assert (paper["budget.name"], paper["trainer.max_epochs"], paper["optimizer.lr"]) == ("ilsvrc", 90, 0.01)
+
+
+def test_every_budget_states_its_rate_and_epochs_and_nothing_else_does() -> None:
+    """`optimizer.lr` had three base owners (the optimizer files' 0.01, four budgets, relied on only by ilsvrc) and
+    `trainer.max_epochs` two (trainer/cpu.yaml's 9, trainer/gpu.yaml's 90, the paper's number written only there)."""
+    for budget in sorted((CONF / "budget").glob("*.yaml")):
+        cfg = OmegaConf.load(budget)
+        assert "lr" in cfg.get("optimizer", {}) and "max_epochs" in cfg.get("trainer", {}), budget.name
+    for group, key in (("optimizer", "lr"), ("trainer", "max_epochs")):
+        for path in sorted((CONF / group).glob("*.yaml")):
+            assert key not in OmegaConf.load(path), f"{path.name} sets {group}.{key}: the budget owns it"
+    assert (flat(["budget=ilsvrc"])["optimizer.lr"], flat(["budget=ilsvrc"])["trainer.max_epochs"]) == (0.01, 90)
+
+
+def test_a_claim_is_its_own_group_and_every_run_records_the_claim_it_was_run_for() -> None:
+    for experiment in sorted((CONF / "experiment").glob("ablate_*.yaml")):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=[f"experiment={experiment.stem}"])
+        assert "\nclaim:" not in experiment.read_text()  # the experiment names its claim; conf/claim/ states it
+        assert OmegaConf.to_container(cfg.claim) == OmegaConf.to_container(
+            OmegaConf.load(CONF / "claim" / experiment.name)
+        )
+        assert cfg.tags == [experiment.stem] == [cfg.experiment_name]  # the name written once, in the experiment
+    assert "claim" not in flat([]) and not any(k.startswith("claim.") for k in flat([]))  # no experiment, no claim
+    # a claim over another experiment's runs has no experiment of its own
+    for name in ("ablate_test_crops", "ablate_lrn_removed"):
+        assert not (CONF / "experiment" / f"{name}.yaml").exists()
+        assert OmegaConf.load(CONF / "claim" / f"{name}.yaml").runs_of.experiment == "ablate_lrn"

@@ -91,7 +91,7 @@ def judge(runs: list[Run]) -> tuple[dict[str, Any], list[Comparison], dict[str, 
     setting is chosen on the `tuning_seeds` and compared on the other seeds."""
     claim = runs[0].cfg.get("claim")
     if not claim:
-        raise ValueError(f"{runs[0].path}: its experiment states no claim (conf/experiment/*.yaml `claim:`)")
+        raise ValueError(f"{runs[0].path}: its experiment names no claim (conf/claim/NAME.yaml, in its defaults)")
     names = {r.cfg.get("experiment_name") for r in runs}
     if len(names) > 1:
         raise ValueError(f"the runs come from several experiments {sorted(map(str, names))}: compare one at a time")

@@ -20,16 +20,21 @@ def _git(*args: str, root: Path = PROJECT_ROOT) -> str:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def last_change(path: str, root: Path = PROJECT_ROOT) -> tuple[str, str] | None:
+def last_change(path: str, root: Path = PROJECT_ROOT, was: tuple[str, str] | None = None) -> tuple[str, str] | None:
     """(commit, date) of the last commit that changed what `path` (a YAML file, relative to the repository) says;
-    None where git has no history of it."""
-    log = _git("log", "--format=%H %cs", "--", path, root=root).splitlines()
+    None where git has no history of it. `was`: (an earlier file, its key) that said the same before `path` existed
+    (a claim block moved from conf/experiment/NAME.yaml's `claim:` to conf/claim/NAME.yaml)."""
+    paths = [path, *([was[0]] if was else [])]
+    log = _git("log", "--format=%H %cs", "--", *paths, root=root).splitlines()
 
     def said(commit: str) -> Any:
-        try:  # under today's import paths: a class that moved wings is no change of what the file says
-            return upgrade(yaml.safe_load(_git("show", f"{commit}:{path}", root=root)))
-        except subprocess.CalledProcessError:  # deleted there
-            return None
+        for where, key in [(path, None), *([was] if was else [])]:
+            try:  # under today's import paths: a class that moved wings is no change of what the file says
+                text = yaml.safe_load(_git("show", f"{commit}:{where}", root=root))
+            except subprocess.CalledProcessError:  # not there at that commit
+                continue
+            return upgrade(text.get(key) if key and isinstance(text, dict) else text)
+        return None
 
     for i, line in enumerate(log):
         commit, day = line.split()
@@ -48,14 +53,14 @@ def first_commit(commits: set[str], root: Path = PROJECT_ROOT) -> str:
     return min(commits, key=lambda c: int(_git("show", "-s", "--format=%ct", c, root=root)))
 
 
-def line(files: dict[str, tuple[str, list[str]]], runs: dict[str, set[str]], root: Path = PROJECT_ROOT) -> str:
-    """One sentence: each protocol file (what -> (path, the groups of runs it judges)) with its last change, set
+def line(files: dict[str, tuple], runs: dict[str, set[str]], root: Path = PROJECT_ROOT) -> str:
+    """One sentence: each protocol file (what -> (path, the groups of runs it judges[, was])) with its last change, set
     against the first run of each group (e.g. the pilot and the new seeds: group -> the commits its runs ran from):
     'fixed before the runs it judges' or 'changed after the runs: ...'."""
     try:
         first = {g: first_commit(commits, root) for g, commits in runs.items() if commits}
         dates = {c: _git("show", "-s", "--format=%cs", c, root=root) for c in first.values()}
-        changes = {what: last_change(path, root) for what, (path, _) in files.items()}
+        changes = {what: last_change(spec[0], root, *spec[2:]) for what, spec in files.items()}
     except (OSError, subprocess.CalledProcessError, ValueError):
         return "Pre-registration: not checked (no git history of these runs here)."
     after, fixed = [], []

@@ -154,12 +154,13 @@ def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]], planned: di
     return extra
 
 
-def load_claim(experiment: str) -> dict:
-    """The `claim:` block of conf/experiment/NAME.yaml, for a claim measured on another experiment's runs."""
-    path = PROJECT_ROOT / "conf" / "experiment" / f"{experiment}.yaml"
+def load_claim(name: str) -> dict:
+    """conf/claim/NAME.yaml: the claim an experiment tests, or a claim over another experiment's runs (`runs_of`)."""
+    path = PROJECT_ROOT / "conf" / "claim" / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"no experiment {experiment!r} ({path} does not exist)")
-    claim = OmegaConf.to_container(OmegaConf.load(path)).get("claim")
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise ValueError(f"no claim {name!r} ({path} does not exist; the claims: {known})")
+    claim = OmegaConf.to_container(OmegaConf.load(path))
     if not claim:
         raise ValueError(f"{path} states no claim")
     return claim
@@ -182,7 +183,10 @@ def _preregistration(experiment: str, runs: list[Run], planned: dict | None) -> 
     against the first run of the pilot and of the new seeds."""
     budget = (runs[0].cfg.get("budget") or {}).get("name")
     judged_by = ["pilot", "new seeds"] if planned else ["first"]
-    files = {"claim block": (f"conf/experiment/{experiment}.yaml", judged_by)}
+    # the claim block moved from conf/experiment/NAME.yaml's `claim:` to conf/claim/NAME.yaml: one history
+    files = {
+        "claim block": (f"conf/claim/{experiment}.yaml", judged_by, (f"conf/experiment/{experiment}.yaml", "claim"))
+    }
     if budget:
         files["budget"] = (f"conf/budget/{budget}.yaml", judged_by)
     if planned:
