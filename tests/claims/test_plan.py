@@ -53,13 +53,15 @@ def test_new_seeds_are_distinct_within_their_budget_from_every_seed_run_before()
         taken = used.setdefault(s["budget"], set())
         assert not taken & set(s["new_seeds"]), s["claims"]
         taken |= set(s["new_seeds"])
-    earlier = set()  # every (budget, seed) a committed run has used, archived sweeps included
+    earlier: dict[tuple[str, int], set[str]] = {}  # (budget, seed) -> the experiments whose committed runs used it
     for summary in (ROOT / "experiments").glob("**/summary.json"):
-        budget = (yaml.safe_load((summary.parent / "config.yaml").read_text()).get("budget") or {}).get("name")
-        earlier.add((budget, int(json.loads(summary.read_text())["seed"])))
+        config = yaml.safe_load((summary.parent / "config.yaml").read_text())
+        key = ((config.get("budget") or {}).get("name"), int(json.loads(summary.read_text())["seed"]))
+        earlier.setdefault(key, set()).add(config.get("experiment_name"))
     assert len(earlier) > 40  # the scan found the committed runs
-    new = {(s["budget"], n) for s in p["sweeps"].values() for n in s["new_seeds"]}
-    assert not earlier & new
+    for name, s in p["sweeps"].items():  # a new seed is its own sweep's alone (its runs, once committed, included)
+        for seed in s["new_seeds"]:
+            assert earlier.get((s["budget"], seed), {name}) == {name}, (name, seed)
 
 
 def test_programme_sweeps_the_plan_seeds():
