@@ -24,6 +24,7 @@ from alexnet.claims.fig1 import chosen_settings  # noqa: E402
 from alexnet.claims.index import index  # noqa: E402
 from alexnet.claims.report import report  # noqa: E402
 from alexnet.claims.runs import read_sweeps  # noqa: E402
+from alexnet.files import unwritable  # noqa: E402
 
 
 def main() -> None:
@@ -75,13 +76,12 @@ def main() -> None:
 def check_writable(out: Path, given: bool) -> None:
     """Stop before reading any run if the report cannot be written into `out` (or the folder it would be made in):
     the analysis takes a while, and its end is the wrong place to learn it."""
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):  # access() answers EROFS for root too
-        return
-    default = "" if given else " (the default: ./report)"
-    reason = "not a folder" if not existing.is_dir() else "not writable"
-    sys.exit(f"error: cannot write the report into {out}{default}: {existing} is {reason}; give --out DIR, a folder "
-             "you can write to")  # fmt: skip
+    why = unwritable(out)
+    if why:
+        default = "" if given else " (the default: ./report)"
+        sys.exit(
+            f"error: cannot write the report into {out}{default}: {why}; give --out DIR, a folder you can write to"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Files a later step reads are written whole or not at all: into a temporary file beside the target (the same
-directory, so the same filesystem), flushed to the disk, then renamed over it (os.replace is atomic on POSIX)."""
+directory, so the same filesystem), flushed to the disk, then renamed over it (os.replace is atomic on POSIX). And
+whether a folder can be written at all, asked before the work that would end in writing there."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why nothing can be written into `folder` (or made there: its nearest existing parent decides), or None.
+    access() answers for root too where the file system is mounted read-only, which is what it then says."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{existing} is on a read-only file system"
+    return f"{existing} is not writable"
