@@ -141,7 +141,8 @@ class Sweep:
 
 # a file of a finished job: damaged in a copy, or in the job's own directory (then only training it again mends it)
 COPY_AGAIN = (
-    "copy it again from the run's own directory, or delete the job's directory and rerun the sweep into its own"
+    "copy it again from the run's own directory, or delete this job's directory and rerun its sweep into the same "
+    "folder (finished jobs are skipped)"
 )
 RERUN = "rerun the sweep into its directory to run it again (finished jobs are skipped)"
 
