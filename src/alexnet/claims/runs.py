@@ -263,7 +263,9 @@ def metrics_damage(path: Path, summary: dict[str, Any], expected: bool = True) -
         return "missing (the run logged to CSV)" if expected else None
     try:
         data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
+        if not data:
+            return "empty (the run logged to CSV)" if expected else None
+        if not data.endswith(b"\n"):
             return f"cut short (its last line ends mid-row, at byte {len(data):,})"
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
