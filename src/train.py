@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
+from alexnet.config.command_line import command_line_problems  # noqa: E402
 from alexnet.config.schema import removed_overrides  # noqa: E402
 from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (python src/train.py finds the package)
 from alexnet.jobs.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
@@ -54,4 +55,8 @@ if __name__ == "__main__":
     sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides, directory and newest checkpoint
     for removed in removed_overrides(sys.argv[1:]):  # Hydra would say only that the key is not in the config
         sys.exit(f"error: {removed}")
+    # a misspelt key (Hydra would say to add it with +), a run directory that cannot be written (a traceback)
+    problems = command_line_problems(Path(__file__).resolve().parents[1] / "conf", "train", sys.argv[1:])
+    if problems:
+        sys.exit("\n".join(f"error: {p}" for p in problems))
     main()

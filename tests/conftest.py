@@ -58,8 +58,10 @@ def fmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def data_overrides(folder: Path) -> list[str]:
-    """Point the data module at `folder` only: no system copy, no download."""
-    return [f"data.data_dir={folder}", "data.search_dirs=[]", "data.download_url=null", "data.val_size=100"]
+    """Point the data module at `folder` only: no system copy, no download; its generated files are not the published
+    ones, on purpose (data.checksums=off)."""
+    return [f"data.data_dir={folder}", "data.search_dirs=[]", "data.download_url=null", "data.val_size=100",
+            "data.checksums=off"]  # fmt: skip
 
 
 def mini_kwargs(**overrides) -> dict:

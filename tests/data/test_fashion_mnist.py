@@ -1,6 +1,7 @@
 """Embedded data: finding, reading and checking the idx files; the split; §4.1 transforms."""
 
 import gzip
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from conftest import write_fashion_mnist, write_idx
 
 
 def module(folder: Path, **kw) -> FashionMNISTDataModule:
+    """The data module on generated files only (not the published ones: their checksums not checked, unless asked)."""
+    kw = {"checksums": "off", **kw}
     return FashionMNISTDataModule(data_dir=str(folder), search_dirs=[], download_url=None, val_size=100, **kw)
 
 
@@ -95,6 +98,31 @@ def test_wrong_file_is_named(tmp_path: Path) -> None:
     write_idx(path, torch.zeros(49, dtype=torch.uint8))  # one label short
     with pytest.raises(DataError, match="do not match"):
         module(folder).setup()
+
+
+def test_files_unlike_the_published_ones_are_named_and_used_or_refused(
+    fmnist_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="alexnet.data.fashion_mnist"):
+        module(fmnist_dir, checksums="warn").setup()  # the default: named, and trained on
+    named = [r.getMessage() for r in caplog.records]
+    assert sorted(m.split(":")[0] for m in named) == sorted(str(fmnist_dir / name) for name in FILES.values())
+    assert all("not the published Fashion-MNIST file" in m and "data.checksums=off" in m for m in named)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz.*not the published Fashion-MNIST file"):
+        module(fmnist_dir, checksums="error").setup()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alexnet.data.fashion_mnist"):
+        module(fmnist_dir, checksums="off").setup()
+    assert not caplog.records
+    with pytest.raises(ValueError, match="checksums"):
+        module(fmnist_dir, checksums="sometimes")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
+def test_the_published_files_pass_their_checksums() -> None:
+    """Debian's copy: the authors' content in other gzip bytes (the checksums are of the content)."""
+    FashionMNISTDataModule(data_dir="/nonexistent", search_dirs=["/usr/share/datasets/fashion-mnist"],
+                           download_url=None, checksums="error").setup()  # fmt: skip
 
 
 def test_read_idx_round_trip(tmp_path: Path) -> None:

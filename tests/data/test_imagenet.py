@@ -120,6 +120,22 @@ def test_quirky_files_decode_by_content_to_rgb(tmp_path: Path, kind: str) -> Non
     assert stored_array(path, 32).shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_a_16_bit_grey_image_decodes_as_the_same_image_at_8_bits(tmp_path: Path, mode: str) -> None:
+    """Pillow's own conversion clips every 16-bit value above 255 (black and white); v * 257 is v at 16 bits."""
+    y, x = np.mgrid[0:40, 0:48]
+    grey = ((x * 9 + y * 3) % 256).astype(np.uint8)
+    sixteen = tmp_path / ("x.png" if mode == "I;16" else "x.tif")
+    Image.fromarray(grey.astype(np.uint16 if mode == "I;16" else np.int32) * 257).save(sixteen)
+    assert Image.open(sixteen).mode == mode
+    for as_mode in ("L", "RGB"):
+        expected = Image.fromarray(grey).convert(as_mode)
+        assert np.array_equal(np.asarray(decode(sixteen, as_mode)), np.asarray(expected))
+    eight_in_i = tmp_path / "eight.tif"  # 32-bit integers of 8-bit values (no value above 255): read as they are
+    Image.fromarray(grey.astype(np.int32)).save(eight_in_i)
+    assert np.array_equal(np.asarray(decode(eight_in_i, "L")), grey)
+
+
 def test_quirky_files_in_the_tree_are_read_with_their_labels(tmp_path: Path) -> None:
     write_ilsvrc(tmp_path, "folders", train_per_class=1)
     for label, kind in enumerate(["cmyk_jpeg", "png_named_jpeg", "grayscale_jpeg", "palette_png"]):

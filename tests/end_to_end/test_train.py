@@ -193,7 +193,7 @@ def test_debug_overfit_memorises_two_batches(train_here) -> None:
     [
         ("model.dropout=1.5", "model.dropout=1.5: allowed a probability in [0, 1)"),
         ("model.activation=foo", "model.activation='foo': allowed relu or tanh"),
-        ("model.dropuot=0.1", "Could not override 'model.dropuot'"),
+        ("model.dropuot=0.1", "model.dropuot=0.1: no such key (the keys of model: "),  # not Hydra's "use +key"
     ],
 )
 def test_bad_value_stops_before_training_with_one_message(train_run, override: str, message: str) -> None:

@@ -35,11 +35,6 @@ def use(entry, script: str, ckpt: Path, image: Path, out: Path):
 SCRIPTS = ["eval.py", "predict.py"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: checkpoints.safe_load calls every UnpicklingError a refused object "
-    "that 'could run code', random bytes included",
-)
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_random_bytes_are_called_not_a_checkpoint(entry, tmp_path, image, script):
     ckpt = tmp_path / "model.ckpt"
@@ -50,11 +45,6 @@ def test_random_bytes_are_called_not_a_checkpoint(entry, tmp_path, image, script
     assert CODE_WARNING not in result.stderr, f"a file of random bytes is not a crafted pickle: {result.stderr}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: a Git LFS pointer (the file before `git lfs pull`) is called a pickle "
-    "that 'could run code'; nothing says it is an LFS pointer",
-)
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_git_lfs_pointer_is_named_as_such(entry, tmp_path, image, script):
     ckpt = tmp_path / "best.ckpt"
@@ -65,11 +55,6 @@ def test_a_git_lfs_pointer_is_named_as_such(entry, tmp_path, image, script):
     assert CODE_WARNING not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: a text file named .ckpt reaches torch's weights-only unpickler as "
-    "opcodes and ends in KeyError, which safe_load does not catch: a traceback",
-)
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_text_file_named_ckpt_is_refused_with_a_message(entry, tmp_path, image, script):
     ckpt = tmp_path / "notes.ckpt"

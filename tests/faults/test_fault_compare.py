@@ -54,11 +54,6 @@ def damage_metrics(job: Path, how: str) -> None:
         metrics.unlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: runs.read_curves reads what is left of a job's metrics.csv without a "
-    "word; the convergence verdict changes silently",
-)
 @pytest.mark.parametrize("how", ["cut short", "missing"])
 def test_compare_names_a_damaged_metrics_csv(entry, sweep, tmp_path, how):
     damage_metrics(sweep / JOB, how)
@@ -69,11 +64,6 @@ def test_compare_names_a_damaged_metrics_csv(entry, sweep, tmp_path, how):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: runs.load_runs reads only jobs with summary.json; a failed job "
-    "(failed.json) of the sweep is not mentioned in the output or the report",
-)
 def test_compare_names_the_failed_jobs_of_a_sweep(entry, sweep, tmp_path):
     failed = Path(shutil.copytree(sweep / JOB, sweep / "ablate_towers_two_seed13"))
     (failed / "summary.json").unlink()
@@ -88,11 +78,6 @@ def test_compare_names_the_failed_jobs_of_a_sweep(entry, sweep, tmp_path):
     assert line_naming(said(result, tmp_path / "out"), failed.name), "the failed job is not mentioned"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: runs.load_runs parses summary.json with OmegaConf.load: a cut-off "
-    "file ends in a YAML ParserError traceback",
-)
 def test_compare_names_a_cut_off_summary_json(entry, sweep, tmp_path):
     summary = sweep / JOB / "summary.json"
     summary.write_bytes(summary.read_bytes()[:400])
@@ -101,11 +86,6 @@ def test_compare_names_a_cut_off_summary_json(entry, sweep, tmp_path):
     assert line_naming(said(result, tmp_path / "out"), str(summary)), result.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: runs.load_runs opens config.yaml of every job with summary.json: a "
-    "job without it ends in a FileNotFoundError traceback",
-)
 def test_compare_names_a_job_without_its_config(entry, sweep, tmp_path):
     (sweep / JOB / "config.yaml").unlink()
     result = entry.run("compare.py", str(sweep), "--out", str(tmp_path / "out"))
@@ -113,11 +93,6 @@ def test_compare_names_a_job_without_its_config(entry, sweep, tmp_path):
     assert line_naming(said(result, tmp_path / "out"), JOB, "config.yaml"), result.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: two runs of one arm and seed (a job copied, or a sweep given twice) "
-    "are both used; the pairs and the convergence curve change without a word",
-)
 def test_compare_names_two_runs_of_one_arm_and_seed(entry, sweep, tmp_path):
     twin = Path(shutil.copytree(sweep / JOB, sweep / "rerun_of_two_seed12"))
     result = entry.run("compare.py", str(sweep), "--out", str(tmp_path / "out"))
@@ -125,11 +100,6 @@ def test_compare_names_two_runs_of_one_arm_and_seed(entry, sweep, tmp_path):
     assert line_naming(said(result, tmp_path / "out"), twin.name), "the second run of arm two, seed 12 is not named"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: compare.py without --out writes ./report; in a read-only directory "
-    "claims.report's mkdir raises OSError, a traceback",
-)
 def test_compare_in_a_read_only_directory_says_so(entry, sweep, tmp_path):
     with tmpfs(tmp_path / "read-only", size="1m", read_only=True) as here:
         result = entry.run("compare.py", str(sweep), cwd=here)

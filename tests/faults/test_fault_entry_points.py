@@ -29,11 +29,6 @@ def test_a_bad_value_names_its_key(entry, fm_data, tmp_path, setting):
 # --- item 10 ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: the schema allows any seed >= 0; one above 2^32-1 reaches Lightning's "
-    "seed_everything and ends in its ValueError traceback",
-)
 def test_a_seed_above_32_bits_names_the_key(entry, fm_data, tmp_path):
     result = entry.run("train.py", *data_args(fm_data), *FAST, "seed=4294967296", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
@@ -41,11 +36,6 @@ def test_a_seed_above_32_bits_names_the_key(entry, fm_data, tmp_path):
     assert "seed=4294967296" in result.stderr and "4294967295" in result.stderr, result.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: a misspelt key stops in Hydra's composition with 'use +key to append', "
-    "before the project's check could list the keys there are",
-)
 @pytest.mark.parametrize(("typo", "meant"), [("optimiser.lr=0.1", "optimizer"), ("model.dropuot=0.3", "dropout")])
 def test_a_misspelt_key_gets_the_keys_there_are(entry, tmp_path, typo, meant):
     result = entry.run("train.py", typo, f"hydra.run.dir={tmp_path / 'run'}")
@@ -55,11 +45,6 @@ def test_a_misspelt_key_gets_the_keys_there_are(entry, tmp_path, typo, meant):
     assert key in result.stderr and meant in result.stderr, result.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: Hydra opens train.log in the run directory first; a read-only one "
-    "ends in a logging 'Unable to configure handler' traceback",
-)
 def test_a_read_only_run_directory_is_named_without_a_traceback(entry, fm_data, tmp_path):
     with tmpfs(tmp_path / "read-only", size="1m", read_only=True) as run:
         result = entry.run("train.py", *data_args(fm_data), *FAST, f"hydra.run.dir={run}")
@@ -68,11 +53,6 @@ def test_a_read_only_run_directory_is_named_without_a_traceback(entry, fm_data, 
     assert str(run) in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: logger=wandb with WANDB_MODE=online and no API key ends in wandb's "
-    "UsageError traceback, not a line saying to log in or go offline",
-)
 def test_wandb_online_without_a_key_says_what_to_do(entry, fm_data, tmp_path):
     home = tmp_path / "home"  # no ~/.netrc: no key
     home.mkdir()
@@ -106,11 +86,6 @@ def test_wandb_online_without_network_says_what_to_do(entry, fm_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: fashion_mnist.locate/load verify checksums of downloads only: local "
-    "files that differ from the published ones train without a word",
-)
 def test_fashion_mnist_files_that_differ_from_the_published_ones_are_reported(finished_run):
     """finished_run trained on generated files in data.data_dir: well-formed, and not Zalando's."""
     printed = finished_run[0].output
@@ -120,11 +95,6 @@ def test_fashion_mnist_files_that_differ_from_the_published_ones_are_reported(fi
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: decode converts a 16-bit PNG to 'L' with PIL, which clips every value "
-    "above 255: the image turns black and white",
-)
 def test_predict_reads_a_16_bit_png_at_its_depth(entry, finished_run, tmp_path):
     y, x = np.mgrid[0:28, 0:28]
     grey = ((x * 9 + y * 3) % 256).astype(np.uint8)

@@ -13,7 +13,7 @@ from alexnet.claims.family import adjust, leave_one_out, robustness
 from alexnet.claims.run_tables import VEND, VSTART, markdown_table
 from alexnet.claims.verdict import VERDICT_RULE, Outcome
 from alexnet.claims.verdict_tables import claim_table, fmt_delta, fmt_value, verdict_cells
-from alexnet.files import write_json
+from alexnet.files import write_json, write_text
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 RSTART, REND = "<!-- results:start -->", "<!-- results:end -->"
@@ -60,12 +60,12 @@ def index(folder: Path) -> None:
         raise ValueError(f"{readme} has no {START} ... {END} block to fill")
     head, rest = text.split(START, 1)
     block = f"{table}\n\nVerdict rule: {VERDICT_RULE}"
-    readme.write_text(head + START + "\n" + block + "\n" + END + rest.split(END, 1)[1])
+    write_text(readme, head + START + "\n" + block + "\n" + END + rest.split(END, 1)[1])
     front = folder.parent / "README.md"  # the project's first screen: one row per claim
     if claims and front.is_file() and RSTART in front.read_text():
         head, rest = front.read_text().split(RSTART, 1)
-        front.write_text(
-            head + RSTART + "\n" + results_table(paths, claims, folder) + "\n" + REND + rest.split(REND, 1)[1]
+        write_text(
+            front, head + RSTART + "\n" + results_table(paths, claims, folder) + "\n" + REND + rest.split(REND, 1)[1]
         )
     m = claims[0]["comparisons"][0].get("family_size") if claims and claims[0]["comparisons"] else 0
     print(f"wrote the claim table ({len(rows)} rows, one Holm family of {m} tests) into {readme} and "
@@ -105,4 +105,4 @@ def _rewrite_report(report_md: Path, comparisons: list[dict]) -> None:
         return
     head, rest = report_md.read_text().split(VSTART, 1)
     tables = claim_table(comparisons, adjusted=True) + "\n\n" + claim_table(comparisons, adjusted=False)
-    report_md.write_text(head + VSTART + "\n" + tables + "\n" + VEND + rest.split(VEND, 1)[1])
+    write_text(report_md, head + VSTART + "\n" + tables + "\n" + VEND + rest.split(VEND, 1)[1])

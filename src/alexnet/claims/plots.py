@@ -3,6 +3,7 @@ epochs, and one summary figure of every claim."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from matplotlib import ticker
 
 from alexnet.claims.runs import Run, by_epoch
 from alexnet.claims.verdict import VERDICTS, Outcome
+from alexnet.files import write_bytes
 
 
 def learning_curves(arms: dict[str, list[Run]], path: Path, title: str) -> Path | None:
@@ -140,7 +142,7 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
     handles = [plt.Line2D([], [], color=v.colour, marker="o", lw=3, label=v) for v in VERDICTS]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
-    fig.savefig(path, dpi=120)
+    _write(fig, path)
     plt.close(fig)
     return path
 
@@ -149,6 +151,13 @@ def _save(fig: plt.Figure, ax: plt.Axes, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _write(fig, path)
     plt.close(fig)
     return path
+
+
+def _write(fig: plt.Figure, path: Path) -> None:
+    """The figure into `path` whole or not at all: an interrupted compare.py leaves the last report's figure."""
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format=path.suffix.lstrip(".") or "png")
+    write_bytes(path, image.getvalue())

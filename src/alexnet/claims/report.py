@@ -4,6 +4,7 @@ the figures), claim.json (what compare.py --index Holm-corrects across claims) a
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,18 +27,22 @@ from alexnet.claims.run_tables import (
     print_table,
     views_table,
 )
-from alexnet.claims.runs import Run, group_arms, load_runs
+from alexnet.claims.runs import LeftOut, Run, group_arms, read_sweeps
 from alexnet.claims.verdict import VERDICT_RULE
 from alexnet.claims.verdict_tables import claim_table, plain_table, reported_table
-from alexnet.files import write_json
+from alexnet.files import write_json, write_text
 from alexnet.record import PROJECT_ROOT
 
 
 def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict:
     """Judge the claim on the finished runs under `sweeps` and write out/report.md, out/claim.json and the
-    figures; `experiment`: judge them on that experiment's claim instead of their own."""
+    figures; `experiment`: judge them on that experiment's claim instead of their own. Each job left out (failed,
+    unfinished, a file missing or damaged) is named on stderr and in the report."""
     claim_override = load_claim(experiment) if experiment else None
-    runs = load_runs(sweeps, claim_override)
+    found = read_sweeps(sweeps, claim_override)
+    runs, left_out = found.runs, found.left_out
+    for job in left_out:
+        print(f"warning: {job}", file=sys.stderr)
     if not runs:
         raise ValueError(f"no finished runs (summary.json) under {', '.join(map(str, sweeps))}")
     experiment = experiment or runs[0].cfg.get("experiment_name")
@@ -57,7 +62,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
     metrics = [*claim["paper"], *(m for m in COLUMNS if m not in claim["paper"])]
     header, rows = arm_rows(arms, metrics)
     print_table(f"{experiment}: mean ± std over seeds", header, rows)
-    claim_record = claim_json(experiment, claim, results, extra=_extra(runs, claim, chosen, planned))
+    claim_record = claim_json(experiment, claim, results, extra=_extra(runs, claim, chosen, planned, left_out))
     write_json(out / "claim.json", claim_record)
     comparisons = claim_record["comparisons"]
     print_table(f"§{claim.get('section')}: {claim.get('text')}", *plain_table(comparisons))
@@ -96,6 +101,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
         + f"Setting: {_setting(runs[0], select_by)}."
         + _target_note(runs[0], claim),
         "",
+        *([_left_out_note(left_out), ""] if left_out else []),
         _machines(arms),
         "",
         _preregistration(experiment, runs, planned) + _rule_changes(experiment, out.parent, runs),
@@ -131,15 +137,19 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
         "",
         *(f"![{f.stem}]({f.name})\n" for f in figures),
     ]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "report.md", "\n".join(lines) + "\n")
     print(f"wrote {out / 'report.md'}, {out / 'claim.json'} and {len(figures)} figure(s)")
     return {"claim": claim, "results": results}
 
 
-def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]], planned: dict | None = None) -> dict:
-    """What claim.json holds besides the comparisons: the runs compared, Fig. 1's chosen rates, whether both
-    arms converged, and the claim's place in the seed plan (the verdict reads these two)."""
+def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]], planned: dict | None = None,
+           left_out: list[LeftOut] | None = None) -> dict:  # fmt: skip
+    """What claim.json holds besides the comparisons: the runs compared (and the jobs left out, if any), Fig. 1's
+    chosen rates, whether both arms converged, and the claim's place in the seed plan (the verdict reads these
+    two)."""
     extra: dict = {"runs": {arm: [str(r.path) for r in rs] for arm, rs in arms.items()}}
+    if left_out:
+        extra["left_out"] = [str(job) for job in left_out]
     if planned:
         done = set.intersection(*({r.seed for r in rs} for rs in arms.values())) & set(planned["analysed_seeds"])
         extra["plan"] = {"sweep": planned["sweep"], "planned": planned["planned_seeds"], "done": len(done),
@@ -152,6 +162,14 @@ def _extra(runs: list[Run], claim: dict, arms: dict[str, list[Run]], planned: di
     if checked:
         extra["convergence"] = checked
     return extra
+
+
+def _left_out_note(left_out: list[LeftOut]) -> str:
+    """report.md's list of the jobs under the sweeps that the analysis does not use, each with what to do."""
+    jobs = f"{len(left_out)} job" + ("s" if len(left_out) > 1 else "")
+    return f"**Left out of the analysis: {jobs}** (the claim is judged without them):\n\n" + "\n".join(
+        f"- {job.short()}" for job in left_out
+    )
 
 
 def load_claim(name: str) -> dict:

@@ -89,10 +89,12 @@ def _strategy_shown(strategy: Any) -> str:
 
 
 BOOL = Rule(boolean, "true or false")
+SEED_MAX = 2**32 - 1
 RULES: dict[str, Rule] = {
     "task_name": Rule(text, "a name for the run directory (train)"),
     "tags": Rule(list_of(text), "a list of tags, e.g. [lr_search, v2]"),
-    "seed": Rule(integer(0), "an integer >= 0"),
+    # Lightning's seed_everything (numpy's global seed under it) takes 32 bits: a larger seed crashed in it
+    "seed": Rule(lambda v: integer(0)(v) and v <= SEED_MAX, f"an integer in [0, {SEED_MAX}] (2^32 - 1)"),
     "train": BOOL,
     "test": BOOL,
     "stop_on_nonfinite": BOOL,
@@ -170,6 +172,11 @@ RULES: dict[str, Rule] = {
     "data.shuffle_block": Rule(optional(integer(1)), "null (shuffle images) or a block size >= 1"),
     "data.source": Rule(one_of("auto", "store", "raw"), "auto, store or raw"),
     "data.on_corrupt": Rule(one_of("error", "skip"), "error (stop, naming the file) or skip"),
+    "data.checksums": Rule(
+        one_of("warn", "error", "off"),
+        "warn (a Fashion-MNIST file unlike the published one is named, and used), error (refused) or off (not "
+        "checked: files made on purpose)",
+    ),
     "data.augment.random_crop": BOOL,
     "data.augment.flip": BOOL,
     "data.augment.pca": BOOL,

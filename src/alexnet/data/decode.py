@@ -3,6 +3,8 @@
 ILSVRC-2012 has files that break loaders trusting the extension or the colour mode (docs/ilsvrc.md): a PNG
 named `.JPEG`, CMYK JPEGs, grayscale JPEGs. Pillow identifies the format from the file's bytes, and every
 image is converted to the mode the data set needs, so all of them arrive as the same HxWx3 uint8 array.
+A 16-bit grey image (a PNG or TIFF, which Pillow opens as I;16 or I) is scaled to 8 bits first: Pillow's own
+conversion clips every value above 255, which turns it black and white.
 """
 
 from __future__ import annotations
@@ -41,11 +43,23 @@ def decode(path: str | Path, mode: str = "RGB", draft_size: int | None = None) -
                 img.load()  # raises on a truncated file (ImageFile.LOAD_TRUNCATED_IMAGES stays False)
                 if img.mode == "P" and "transparency" in img.info:
                     img = img.convert("RGBA")  # palette transparency: go through RGBA, as Pillow advises
+                if img.mode.startswith("I"):
+                    img = eight_bit(img)
                 return img.convert(mode)
     except (FileNotFoundError, IsADirectoryError) as e:
         raise DataError(f"{path}: no such image file") from e
     except (*DECODE_ERRORS, Image.DecompressionBombWarning) as e:
         raise DataError(f"{path}: cannot be decoded as an image ({type(e).__name__}: {e})") from e
+
+
+def eight_bit(img: Image.Image) -> Image.Image:
+    """A grey image of Pillow's integer modes as 8-bit L. I;16 is 16 bits: each value x of [0, 65535] becomes
+    round(x / 257), so that v * 257 gives v back exactly. I (32-bit integers, as some Pillow versions open a 16-bit
+    PNG) is read the same way where a value exceeds 255, and as 8-bit values where none does."""
+    x = np.asarray(img, dtype=np.int64)
+    if img.mode.startswith("I;16") or x.max(initial=0) > 255:
+        x = (np.clip(x, 0, 65535) + 128) // 257
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8), "L")
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:

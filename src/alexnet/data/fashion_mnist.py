@@ -5,12 +5,18 @@ The four original `*-idx?-ubyte.gz` files are looked for in `data_dir`, then in 
 downloaded from the authors' published location into `data_dir` and checked against checksums.
 A machine that reaches neither gets them copied into `data_dir` (default `data/fashion-mnist` in the repository,
 an ignored folder: docs/gpu.md).
+
+Files found on disk are checked against the same published checksums as they are read (`checksums`): a file of
+other content (another data set under the same name, an altered copy) would otherwise train without a word, and
+every claim's numbers would be about other data. `warn` (the default) names each such file and goes on, `error`
+refuses it, `off` skips the check: for files made on purpose (the test suite's generated ones).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import shutil
 import struct
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from alexnet.config.schema import require
 from alexnet.data.base import ImageDataModule
 from alexnet.data.decode import decode, resize_center_crop
 from alexnet.errors import DataError
@@ -47,19 +54,17 @@ CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+log = logging.getLogger(__name__)
 HOW_TO_GET = (
     "Install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or download the four "
     f"files from {URL} into data.data_dir"
 )
 
 
-def read_idx(path: Path) -> torch.Tensor:
-    """An idx file (the MNIST format: big-endian header, then uint8 data) as a uint8 tensor."""
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: cannot be read as a gzip file ({e}); delete it and get it again. {HOW_TO_GET}") from e
+def read_idx(path: Path, raw: bytes | None = None) -> torch.Tensor:
+    """An idx file (the MNIST format: big-endian header, then uint8 data) as a uint8 tensor; `raw`: its content,
+    if already decompressed."""
+    raw = decompressed(path) if raw is None else raw
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise DataError(f"{path}: not an idx file of unsigned bytes (bad magic number). {HOW_TO_GET}")
     ndim = raw[3]
@@ -74,6 +79,36 @@ def read_idx(path: Path) -> torch.Tensor:
             f"the file is truncated or corrupt. {HOW_TO_GET}"
         )
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
+
+
+def decompressed(path: Path) -> bytes:
+    """The content of a gzipped file; DataError naming it if it is no gzip file or is cut short."""
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot be read as a gzip file ({e}); delete it and get it again. {HOW_TO_GET}") from e
+
+
+def check_published(contents: dict[Path, bytes], checksums: str) -> None:
+    """Each file's content against its published SHA-256 (`checksums`: warn, error or off; the module's
+    docstring says why)."""
+    if checksums == "off":
+        return
+    other = [path for path, raw in contents.items() if hashlib.sha256(raw).hexdigest() != SHA256[path.name]]
+    if not other:
+        return
+    what = "not the published Fashion-MNIST file (the SHA-256 of its content differs): other data than Zalando's"
+    if checksums == "error":
+        raise DataError(
+            f"{', '.join(map(str, other))}: {what}. {HOW_TO_GET}; or data.checksums=warn (named, and used) or off "
+            "(not checked) for files made on purpose"
+        )
+    for path in other:
+        log.warning(
+            f"{path}: {what}; training on it anyway (data.checksums=warn). {HOW_TO_GET}, or set data.checksums=off for "
+            "files made on purpose (error refuses them)"
+        )
 
 
 def _content_sha256(path: Path) -> str:
@@ -133,15 +168,17 @@ class FashionMNISTDataModule(ImageDataModule):
         crop_size: int = 28,
         num_classes: int = 10,
         channels: int = 1,
+        checksums: str = "warn",
         **kwargs,
     ) -> None:
+        require("data", checksums=checksums)
         if (num_classes, channels) != (10, 1):
             raise ValueError(f"num_classes={num_classes}, channels={channels}: Fashion-MNIST has 10 and 1")
         if stored_size < 28:
             raise ValueError(f"stored_size={stored_size}: Fashion-MNIST images are 28x28; pad, don't shrink")
         super().__init__(num_classes, channels, stored_size, crop_size, **kwargs)
         self.data_dir, self.search_dirs, self.download_url = Path(data_dir), search_dirs, download_url
-        self.val_size, self.split_seed = val_size, split_seed
+        self.val_size, self.split_seed, self.checksums = val_size, split_seed, checksums
         self.class_names = CLASSES
 
     def load_image(self, path: str | Path) -> torch.Tensor:
@@ -159,7 +196,10 @@ class FashionMNISTDataModule(ImageDataModule):
 
     def load(self) -> None:
         folder = locate(self.data_dir, self.search_dirs, self.download_url)
-        arrays = {key: read_idx(folder / name) for key, name in FILES.items()}
+        contents = {folder / name: decompressed(folder / name) for name in FILES.values()}
+        check_published(contents, self.checksums)
+        arrays = {key: read_idx(folder / name, contents[folder / name]) for key, name in FILES.items()}
+        del contents  # the tensors hold copies
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -5,6 +5,7 @@ Every constructor checks its own arguments; `instantiate` turns a problem with t
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from alexnet.errors import ConfigError, DataError
 from alexnet.jobs.slurm import SlurmRequeue
 from alexnet.streams import stream_seed
 from alexnet.train.callbacks import RandomStreams
+from alexnet.train.loggers import has_credentials
 from alexnet.train.module import AlexNetModule
 from alexnet.train.strategies import PairedDDPStrategy, TwoDeviceStrategy
 
@@ -118,11 +120,30 @@ def build_data(cfg: DictConfig) -> ImageDataModule:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Every value of every group (checks.py), before anything is built, read or written."""
-    problems = check_config(cfg)
+    """Every value of every group (checks.py), and what the loggers need, before anything is built, read or
+    written."""
+    problems = check_config(cfg) + logger_problems(cfg)
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(problems[0] + more)
+
+
+def logger_problems(cfg: DictConfig) -> list[str]:
+    """W&B asked to log online (logger.wandb.mode=online, or WANDB_MODE=online under mode=auto) where it has no API
+    key (loggers.has_credentials: WANDB_API_KEY or ~/.netrc): wandb would stop the run with a UsageError traceback
+    once the data is read, or wait at a prompt for a key."""
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    if not wandb or "_target_" not in wandb:  # an experiment's W&B settings for a run that logs only to CSV
+        return []
+    mode, source = wandb.get("mode", "auto"), "logger.wandb.mode"
+    if mode == "auto" and os.environ.get("WANDB_MODE"):  # what loggers.resolve_mode follows
+        mode, source = os.environ["WANDB_MODE"], "WANDB_MODE"
+    if mode != "online" or has_credentials():
+        return []
+    return [
+        f"{source}=online: W&B has no API key here (neither WANDB_API_KEY nor ~/.netrc): run `wandb login` first, or "
+        "log offline with WANDB_MODE=offline (or logger.wandb.mode=offline) and upload later with `wandb sync`"
+    ]
 
 
 def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:

@@ -7,6 +7,8 @@ and the validation history."""
 from __future__ import annotations
 
 import pickle
+import pickletools
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +25,93 @@ from alexnet.train.module import AlexNetModule
 CHECKPOINT_GLOBS = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
 
 
+# how a file that torch.load can read begins: torch.save's zip archive, or a pickle (torch's legacy format) of
+# protocol 2 to 5; anything else is no checkpoint, and is named for what it is rather than handed to the unpickler
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGICS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
 def safe_load(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """A checkpoint loaded without running code from it: torch's weights-only unpickler admits tensors and plain
-    Python types (all our checkpoints hold), and refuses any other object a crafted pickle would build."""
+    Python types (all our checkpoints hold), and refuses any other object a crafted pickle would build. A file that
+    is no checkpoint at all (empty, text, a Git LFS pointer, other bytes) is named for what it is."""
+    not_one = what_it_is(Path(path))
+    if not_one:
+        raise ConfigError(f"{path}: not a checkpoint: {not_one}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
+        # torch's message does not tell a refused object from a malformed file (a crafted pickle of protocol 4 or 5
+        # stops at its first FRAME opcode): the pickle's own opcodes, read without running them, do
+        named = pickled_globals(Path(path))
+        if named is None:
+            raise ConfigError(f"{path}: not a readable checkpoint (a damaged pickle); is the file complete?") from e
+        if not named:
+            raise ConfigError(f"{path}: not a readable checkpoint: a pickle that torch.save did not write") from e
+        foreign = [n for n in named if not n.startswith(("torch.", "collections.OrderedDict"))] or named
         raise ConfigError(
-            f"{path}: refused to load: it holds objects other than tensors and plain Python types, which could run "
-            "code when unpickled. Checkpoints written by src/train.py never do; load only files you trust"
+            f"{path}: refused to load: it holds objects other than tensors and plain Python types (it names "
+            f"{', '.join(sorted(set(foreign))[:3])}), which could run code when unpickled. Checkpoints written by "
+            "src/train.py never do; load only files you trust"
         ) from e
     except (RuntimeError, EOFError, OSError) as e:
         raise ConfigError(f"{path}: not a readable checkpoint ({e}); is the file complete?") from e
+    except Exception as e:  # malformed opcodes end in KeyError, IndexError, struct.error, ...: all say "damaged"
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); is the file complete?") from e
+
+
+def pickled_globals(path: Path) -> list[str] | None:
+    """The functions and classes the pickle in `path` (or in torch.save's zip archive) names, read by pickletools
+    without building anything; None if it does not parse as a pickle."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if member is None:
+                    return None
+                data = archive.read(member)
+        else:
+            data = path.read_bytes()
+        names, strings = [], []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(".".join(strings[-2:]))
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+    return names
+
+
+def what_it_is(path: Path) -> str | None:
+    """What a file is if it cannot be a checkpoint, judged by its first bytes; None if it may be one (torch.load
+    then decides)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+        size = path.stat().st_size
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if head.startswith((ZIP_MAGIC, *PICKLE_MAGICS)):
+        return None
+    if not head:
+        return "the file is empty (a copy that never began, or a run killed as it wrote it)"
+    if head.startswith(LFS_POINTER):
+        return (
+            "it is a Git LFS pointer, a placeholder for the file, whose content was never fetched: run `git lfs pull` "
+            "in the repository it came from (after `git lfs install`, if Git LFS is new on this machine)"
+        )
+    try:
+        text = head.decode()
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c.isspace() for c in text):
+        first = " ".join(text.split())[:60]
+        return f"a text file ({size:,} bytes: {first!r}); src/train.py writes checkpoints/best.ckpt and last.ckpt"
+    return f"its {size:,} bytes begin neither as torch.save's zip archive nor as a pickle; is it the right file?"
 
 
 def checkpoint_step(path: Path) -> int | None:
