@@ -19,6 +19,7 @@ from alexnet.jobs.sweeps import run_job  # noqa: E402
 from alexnet.train.console import apply_extras  # noqa: E402
 from alexnet.train.pipeline import train  # noqa: E402
 from alexnet.train.resume import resume_argv  # noqa: E402
+from alexnet.train.rundir import staging_subdir  # noqa: E402
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("best_val", "test", "train_eval")  # where summary.json keeps a run's metrics, by name
@@ -54,4 +55,7 @@ if __name__ == "__main__":
     sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides, directory and newest checkpoint
     for removed in removed_overrides(sys.argv[1:]):  # Hydra would say only that the key is not in the config
         sys.exit(f"error: {removed}")
+    # a directory that holds a run keeps its .hydra/ record until this start is accepted (alexnet/train/rundir.py)
+    if (subdir := staging_subdir(sys.argv)) is not None:
+        sys.argv.append(f"hydra.output_subdir={subdir}")
     main()
