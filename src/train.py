@@ -20,6 +20,7 @@ from alexnet.jobs.sweeps import run_job  # noqa: E402
 from alexnet.train.console import apply_extras  # noqa: E402
 from alexnet.train.pipeline import train  # noqa: E402
 from alexnet.train.resume import resume_argv  # noqa: E402
+from alexnet.train.rundir import staging_subdir  # noqa: E402
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("best_val", "test", "train_eval")  # where summary.json keeps a run's metrics, by name
@@ -59,4 +60,7 @@ if __name__ == "__main__":
     problems = command_line_problems(Path(__file__).resolve().parents[1] / "conf", "train", sys.argv[1:])
     if problems:
         sys.exit("\n".join(f"error: {p}" for p in problems))
+    # a directory that holds a run keeps its .hydra/ record until this start is accepted (alexnet/train/rundir.py)
+    if (subdir := staging_subdir(sys.argv)) is not None:
+        sys.argv.append(f"hydra.output_subdir={subdir}")
     main()

@@ -87,11 +87,6 @@ def test_a_crafted_pickle_is_refused_without_running_it(entry, tmp_path, image, 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: ckpt_path= of another net's checkpoint ends in load_state_dict's size "
-    "mismatch traceback; nothing names the checkpoint's config or what differs",
-)
 def test_a_checkpoint_of_another_net_names_the_settings_that_differ(entry, finished_run, fm_data, tmp_path):
     """The default net's checkpoint given to a run of the narrow net (model.width, model.fc_width differ)."""
     ckpt = finished_run[1] / "checkpoints" / "last.ckpt"

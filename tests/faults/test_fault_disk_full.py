@@ -59,11 +59,6 @@ def test_the_full_disk_stopped_the_run(full_disk):
     assert loads(full_disk.pristine / "checkpoints" / "best.ckpt")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: a checkpoint is copied from $TMPDIR into its target, so a full disk "
-    "leaves a cut-off last.ckpt and a 0-byte on_exception.ckpt",
-)
 def test_a_full_disk_leaves_no_damaged_checkpoint(full_disk):
     damaged = {
         name: (full_disk.pristine / name).stat().st_size
@@ -73,11 +68,6 @@ def test_a_full_disk_leaves_no_damaged_checkpoint(full_disk):
     assert damaged == {}, f"files named like checkpoints that do not load (name: bytes): {damaged}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: a full disk ends the run with a traceback from shutil (via fsspec), "
-    "not a message saying the disk is full and how to go on",
-)
 def test_a_full_disk_says_so_and_how_to_go_on(full_disk):
     message = full_disk.result.stderr
     assert no_traceback(full_disk.result), message[-3000:]
@@ -85,11 +75,6 @@ def test_a_full_disk_says_so_and_how_to_go_on(full_disk):
     assert f"resume={full_disk.run}" in message, message[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: resume= looks only at last.ckpt and on_exception.ckpt, both damaged, "
-    "and says the run stopped before its first checkpoint though best.ckpt holds it",
-)
 def test_after_a_full_disk_resume_goes_on_from_the_last_good_checkpoint(full_disk, entry):
     run = full_disk.restore()
     step = load_checkpoint(run / "checkpoints" / "best.ckpt")["global_step"]
@@ -98,11 +83,6 @@ def test_after_a_full_disk_resume_goes_on_from_the_last_good_checkpoint(full_dis
     assert f"(step {step})" in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: started again, Lightning's OnExceptionCheckpoint makes fit() load the "
-    "0-byte on_exception.ckpt by itself: EOFError",
-)
 def test_starting_a_run_again_as_told_works(full_disk, entry):
     """resume= says 'start it again'; the same command again must then run."""
     full_disk.restore()

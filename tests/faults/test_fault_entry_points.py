@@ -112,12 +112,6 @@ def test_predict_reads_a_16_bit_png_at_its_depth(entry, finished_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: a run that trains no batch (limit_train_batches=0, or train=false "
-    "without ckpt_path) tests its initial random weights and writes summary.json "
-    "as if finished",
-)
 @pytest.mark.parametrize("setting", ["trainer.limit_train_batches=0", "train=false"])
 def test_a_run_that_trains_nothing_does_not_look_finished(entry, fm_data, tmp_path, setting):
     run = tmp_path / "run"
@@ -134,11 +128,6 @@ def test_a_run_that_trains_nothing_does_not_look_finished(entry, fm_data, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="#30: with stop_on_nonfinite the module's training_step returns None, and "
-    "progress.EpochLines (stdout not a terminal) reads outputs['loss']: KeyError",
-)
 def test_stop_on_nonfinite_records_the_divergence_when_output_is_a_file(entry, fm_data, tmp_path):
     run = tmp_path / "run"
     result = entry.run("train.py", *data_args(fm_data), *FAST, *NARROW, "stop_on_nonfinite=true", "optimizer.lr=1e6",

@@ -24,7 +24,7 @@ from alexnet.data import ImageDataModule
 from alexnet.errors import ConfigError, DataError
 from alexnet.jobs.slurm import SlurmRequeue
 from alexnet.streams import stream_seed
-from alexnet.train.callbacks import RandomStreams
+from alexnet.train.callbacks import RandomStreams, replace_on_exception
 from alexnet.train.loggers import has_credentials
 from alexnet.train.module import AlexNetModule
 from alexnet.train.strategies import PairedDDPStrategy, TwoDeviceStrategy
@@ -94,6 +94,7 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     optimizer = instantiate("optimizer", optimizer_cfg)
     instantiate("optimizer", optimizer, [torch.zeros(1, requires_grad=True)])  # check its values now
     callbacks = [instantiate(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items() if v]
+    callbacks = replace_on_exception(callbacks)  # saves only a state this process restored (checkpoints.py)
     callbacks.insert(0, RandomStreams(cfg.seed))  # not optional: resuming and paired arms depend on it
     if SLURMEnvironment.detect():  # checkpoint and requeue on SIGUSR1 at a batch boundary (slurm.SlurmRequeue)
         callbacks.append(SlurmRequeue())

@@ -1,14 +1,17 @@
-"""Callbacks: the run's random streams (exact resume, paired arms) and Fig. 1's steps to a training error (§3.1)."""
+"""Callbacks: the run's random streams (exact resume, paired arms), Fig. 1's steps to a training error (§3.1), and the
+state saved when a run is stopped by an exception."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from alexnet.config.schema import require
 from alexnet.model.net import Dropout
@@ -173,3 +176,41 @@ class RandomStreams(L.Callback):
             for device, state in enumerate(states):
                 torch.cuda.set_rng_state(state.cpu(), device)
         self._pending = None
+
+
+class SaveOnException(L.Callback):
+    """checkpoints/on_exception.ckpt when fit ends in an exception, Ctrl-C or SIGTERM (Lightning's
+    OnExceptionCheckpoint, which the config names), saved only once this process has restored or begun the state it
+    would replace: a resume that fails before (its data missing, a checkpoint of another run) leaves the saved state
+    alone. Not an OnExceptionCheckpoint: Lightning would load that file by itself in a fit without ckpt_path, damaged or
+    not; which checkpoint a run resumes from is newest_checkpoint's choice. A save that fails too (a full disk) is
+    given up: the exception that stopped the run is the one to report."""
+
+    def __init__(self, dirpath: str | Path, filename: str = "on_exception") -> None:
+        self.dirpath, self.filename = Path(dirpath), filename
+        self.armed = False
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.dirpath / f"{self.filename}.ckpt"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.armed = True  # Lightning has restored the checkpoint (weights, optimizer, loops) by now
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not self.armed:
+            return
+        try:
+            trainer.save_checkpoint(self.ckpt_path)
+        except OSError as e:
+            rank_zero_only(print)(f"could not save {self.ckpt_path} ({e.strerror}); the earlier checkpoints are kept")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.armed and stage == "fit":  # the run ended well: the state of its interruption is history
+            trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+def replace_on_exception(callbacks: list[L.Callback]) -> list[L.Callback]:
+    """`callbacks` with Lightning's OnExceptionCheckpoint (named by the config, so that the configs of runs stay
+    comparable across versions) replaced by SaveOnException at the same place."""
+    return [SaveOnException(c.dirpath, c.filename) if isinstance(c, OnExceptionCheckpoint) else c for c in callbacks]

@@ -2,27 +2,42 @@
 
 A checkpoint of src/train.py holds the run's resolved config (`alexnet_config`), its weights (`state_dict`), the
 data module's state under the data module's class name (Lightning's key for a LightningDataModule's state_dict)
-and the validation history."""
+and the validation history.
+
+Checkpoints are written atomically beside their target (AtomicCheckpointIO): Lightning's own writer copies a temporary
+file from $TMPDIR into place, which across filesystems truncates the target first, so a full disk or a kill mid-write
+would leave a cut-off file under the name of the last good one. A moved run directory keeps using its own checkpoints
+(FollowMovedRun)."""
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import pickletools
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.data import ImageDataModule
 from alexnet.errors import ConfigError
+from alexnet.files import write_bytes
 from alexnet.legacy import upgrade
 from alexnet.model.towers import in_layout_of
 from alexnet.train.build import build_data, instantiate
 from alexnet.train.module import AlexNetModule
 
-CHECKPOINT_GLOBS = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
+# best.ckpt last: at the step of last.ckpt it holds an older state of the other checkpoint callbacks, and it is the
+# newest usable one only when a later write failed (a full disk) or was cut short (a kill)
+CHECKPOINT_GLOBS = (
+    "checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt", "checkpoints/best.ckpt",
+)  # fmt: skip
 
 
 # how a file that torch.load can read begins: torch.save's zip archive, or a pickle (torch's legacy format) of
@@ -123,11 +138,54 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of `run_dir` that got furthest (highest global step, then newest file) and loads."""
+    """The checkpoint of `run_dir` that got furthest (highest global step; at the same step best.ckpt last, then the
+    newest file) and loads: a file cut short or left empty is passed over."""
     found = [p for pattern in CHECKPOINT_GLOBS for p in run_dir.glob(pattern)]
     steps = {p: checkpoint_step(p) for p in found}
     usable = [p for p, step in steps.items() if step is not None]
-    return max(usable, key=lambda p: (steps[p], p.stat().st_mtime), default=None)
+    return max(usable, key=lambda p: (steps[p], p.name != "best.ckpt", p.stat().st_mtime), default=None)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into memory, then the bytes into a temporary file beside the target, flushed, fsynced and renamed
+    over it (files.replacing): a write that fails leaves the previous checkpoint as it was, and no file named like a
+    checkpoint that does not load. The OSError of a failed write names the checkpoint (e.g. a full disk: ENOSPC)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()  # serialised first: torch's writer would turn a failed write into a RuntimeError
+        torch.save(checkpoint, buffer)
+        write_bytes(target, buffer.getbuffer())
+
+
+class FollowMovedRun(L.Callback):
+    """A run directory moved (archived, copied to another machine) and resumed: its checkpoints hold the
+    ModelCheckpoint states of the old place (absolute paths), and Lightning, seeing another dirpath, keeps only the
+    old best_model_path and forgets the best score (the next validation is then 'best', written as best-v1.ckpt).
+    Before the states load, their paths under the old directory are moved to the new one."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+                           ) -> None:  # fmt: skip
+        states = checkpoint.get("callbacks") or {}
+        for callback in trainer.checkpoint_callbacks:
+            state = states.get(callback.state_key) if isinstance(callback, ModelCheckpoint) else None
+            old = state.get("dirpath") if isinstance(state, dict) else None
+            if not old or callback.dirpath is None or os.path.abspath(old) == os.path.abspath(callback.dirpath):
+                continue
+            new = str(callback.dirpath)
+
+            def moved(path: Any, old: str = old, new: str = new) -> Any:
+                return new + path[len(old) :] if isinstance(path, str) and path.startswith(old + os.sep) else path
+
+            state["dirpath"] = new
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state:
+                    state[key] = moved(state[key])
+            if isinstance(state.get("best_k_models"), dict):
+                state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
 
 
 def data_state(checkpoint: dict[str, Any]) -> dict[str, Any]:

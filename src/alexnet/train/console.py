@@ -47,15 +47,15 @@ def ask_for_tags() -> list[str]:
 
 
 @rank_zero_only
-def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
-    """Print the composed config, one branch per group (unless `extras.print_config=false`), and save the same
-    text."""
+def print_config_tree(cfg: DictConfig, save_to: Path | None = None, show: bool = True) -> None:
+    """Print the composed config, one branch per group (unless `extras.print_config=false` or not `show`), and save
+    the same text."""
     tree = rich.tree.Tree("CONFIG", style="bold")
     for key, value in cfg.items():
         branch = tree.add(str(key), style="bold")
         text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
         branch.add(rich.syntax.Syntax(text, "yaml"))
-    if (cfg.get("extras") or {}).get("print_config", True):
+    if show and (cfg.get("extras") or {}).get("print_config", True):
         rich.print(tree)
     if save_to is not None:
         with open(save_to, "w") as f:

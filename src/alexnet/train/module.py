@@ -67,6 +67,8 @@ class AlexNetModule(L.LightningModule):
         self.diverged_at: int | None = None
         self.channels_last = False  # inputs in NHWC, as the net's weights (speed.channels_last)
         self._compiled: list[Callable] = []  # torch.compile(net): kept out of the state dict, which stays the net's
+        self._batches_in_epoch = 0  # training batches folded into the epoch's averages, in this process
+        self._saved_sums: dict[str, Any] | None = None  # a checkpoint's, until the resumed run's first batch
 
     def compile_net(self, **options: Any) -> None:
         """Run the network through torch.compile (speed.compile): the net only, not this module, so Lightning's
@@ -136,6 +138,9 @@ class AlexNetModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self._step(batch, "train")
+        if self._saved_sums is not None:
+            self._continue_epoch_sums(batch_idx)
+        self._batches_in_epoch = batch_idx + 1
         # On a CPU the check is free; on a GPU it waits for the step to finish, so it runs every 50 steps there
         # (a non-finite loss makes every later one non-finite, so none goes unnoticed).
         if (loss.device.type == "cpu" or self.global_step % 50 == 0) and not torch.isfinite(loss):
@@ -160,6 +165,40 @@ class AlexNetModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
         self._images_seen = 0
+        self._batches_in_epoch = 0
+
+    def _epoch_sums(self) -> dict[str, Any]:
+        """What the training epoch's averages (train/loss_epoch, train/top1_err, train/top5_err) have summed so far:
+        Lightning's running sums of the values logged in training_step, and the error metrics' counts. Lightning
+        keeps the sums in its loop's result collection, which no checkpoint holds (a private attribute: there is no
+        public way to reach them), so a run resumed mid-epoch would average the batches after the resume only."""
+        results = self.trainer.fit_loop.epoch_loop._results
+        sums = {
+            key: {"value": metric.value.detach().cpu().clone(), "count": metric.cumulated_batch_size.cpu().clone()}
+            for key, metric in results.items()
+            if metric.is_tensor and metric.meta.on_epoch and metric.meta.is_mean_reduction
+        }
+        counts = {name: {k: v.detach().cpu().clone() for k, v in metric.metric_state.items()}
+                  for name, metric in self.train_metrics.items()}  # fmt: skip
+        return {"epoch": self.current_epoch, "batches": self._batches_in_epoch, "results": sums, "metrics": counts}
+
+    def _continue_epoch_sums(self, batch_idx: int) -> None:
+        """In the first step of a run resumed mid-epoch, once this batch is logged: the interrupted start's sums added
+        in, so that the epoch's averages cover every batch of it. value + saved is the sum the uninterrupted run forms
+        at this batch (saved + value: float addition commutes), so the averages are bit for bit its own. A resume
+        that restarts the epoch (data parallelism) or begins the next one takes none."""
+        saved, self._saved_sums = self._saved_sums, None
+        if saved["epoch"] != self.current_epoch or saved["batches"] != batch_idx:
+            return
+        results = self.trainer.fit_loop.epoch_loop._results
+        for key, sums in saved["results"].items():
+            if key in results:
+                metric = results[key]
+                metric.value = metric.value + sums["value"].to(metric.value.device)
+                metric.cumulated_batch_size = metric.cumulated_batch_size + sums["count"].to(metric.value.device)
+        for name, metric in self.train_metrics.items():
+            for state, value in saved["metrics"].get(name, {}).items():
+                setattr(metric, state, getattr(metric, state) + value.to(self.device))
 
     def epoch_images_per_sec(self) -> float:
         """Training images per second in this epoch so far, in this process: data loading included, validation
@@ -207,6 +246,8 @@ class AlexNetModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["alexnet_config"] = self.run_config
         checkpoint["val_history"] = self.val_history
+        if self._trainer is not None and self.trainer.state.fn == "fit":  # fit's checkpoints, mid-epoch ones too
+            checkpoint["epoch_sums"] = self._epoch_sums()
         # the rows the loggers buffer reach disk before the checkpoint does: a kill right after a checkpoint loses
         # none of them (metrics.csv is pruned back to the checkpoint's step on resume)
         for logger in self._trainer.loggers if self._trainer is not None else []:
@@ -217,6 +258,7 @@ class AlexNetModule(L.LightningModule):
         # the best checkpoint after this fit keeps the whole history (its last row is the last validation).
         if not self.val_history:
             self.val_history = list(checkpoint.get("val_history", []))
+        self._saved_sums = checkpoint.get("epoch_sums")
 
 
 @torch.no_grad()

@@ -1,18 +1,20 @@
 """What `src/train.py` and `src/eval.py` do, as functions of a composed Hydra config.
 
-A training run: check the config -> find an earlier start of the run in its directory -> build the parts ->
-fit -> test (at each crop count) -> record summary.json."""
+A training run: check the config -> lock its directory -> find an earlier start of the run there -> build the parts
+-> check the checkpoint it continues -> fit -> test (at each crop count) -> record summary.json. Nothing of the run's
+record (config.yaml, config_tree.log, hparams.yaml, Hydra's .hydra/, the pruned metrics.csv) is written before the
+checkpoint it continues has been restored: a refused or failed start leaves the directory as it was."""
 
 from __future__ import annotations
 
+import errno
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -22,13 +24,14 @@ from alexnet.files import write_json
 from alexnet.record import RunRecord, fidelity_choices, git_commit, machine
 from alexnet.train.build import build, build_data, check_arm, check_values, instantiate, tower_placement
 from alexnet.train.callbacks import SummaryContributor, TrainEvalError
-from alexnet.train.checkpoints import checkpoint_step, load_checkpoint, rebuild
+from alexnet.train.checkpoints import AtomicCheckpointIO, FollowMovedRun, load_checkpoint, rebuild
 from alexnet.train.console import print_config_tree, print_metrics_table, to_float_dict
 from alexnet.train.crop_tests import test_each_crop_count, test_title
 from alexnet.train.loggers import finish_wandb
 from alexnet.train.module import AlexNetModule
 from alexnet.train.optim import RateSchedule
-from alexnet.train.resume import existing_run, prune_metrics
+from alexnet.train.resume import check_checkpoint, existing_run, prune_metrics
+from alexnet.train.rundir import RunLock, WhenRestored, discard_hydra_record, hydra_record_subdir, promote_hydra_record
 
 __all__ = ["ConfigError", "Interrupted", "build", "build_data", "evaluate", "train"]
 
@@ -37,32 +40,68 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, test and record one run (src/train.py); returns its summary.json."""
     check_arm(cfg)
     check_values(cfg)
+    out = Path(cfg.paths.output_dir)
+    staged = hydra_record_subdir()
+    lock = RunLock(out) if rank_zero_only.rank == 0 else None  # data-parallel processes share their run directory
     try:
-        return _train(cfg)
+        if lock is not None:
+            lock.acquire()
+        return _train(cfg, out, staged)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise Interrupted(
+            f"{e.filename or out}: no space left on the device of {out} ({e.strerror}); the checkpoints written "
+            f"before are kept whole. Free some space, then go on with: python src/train.py resume={out}"
+        ) from e
     finally:
+        discard_hydra_record(out, staged)  # a run accepted has moved it into .hydra/ by now
+        if lock is not None:
+            lock.release()
         finish_wandb()  # every job of a multirun gets its own W&B run
 
 
-def _train(cfg: DictConfig) -> dict[str, Any]:
+def _train(cfg: DictConfig, out: Path, staged: str | None) -> dict[str, Any]:
     started, provenance = time.time(), git_commit()  # the code as it was when the run started
-    out = Path(cfg.paths.output_dir)
-    if not start_or_continue(cfg, out):
-        rank_zero_info(f"{out} holds this run, finished: skipping it (summary.json)")
-        return json.loads((out / "summary.json").read_text())
+    state = start_or_continue(cfg, out)
+    if state == "finished":
+        return finished_record(out)
+    check_trains(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    print_config_tree(cfg, save_to=out / "config_tree.log")
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    print_config_tree(cfg)  # saved with the rest of the record, once the run is accepted (record_start)
 
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, callbacks, placement = build(cfg)
+    ckpt = cfg.get("ckpt_path")
+    step = check_checkpoint(Path(ckpt), cfg, module) if ckpt else 0
+    if state == "resume":
+        rank_zero_info(f"resuming {out} from {ckpt} (step {step})")
     # an entry without _target_ is an experiment's setting for a logger this run left out (e.g. logger=csv)
     loggers = [instantiate(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items() if v and "_target_" in v]
-    for logger in loggers:  # the whole resolved config: W&B's run config, CSV's hparams.yaml
-        logger.log_hyperparams(module.run_config)
-    trainer: L.Trainer = instantiate("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
+
+    @rank_zero_only
+    def record_start() -> None:
+        """The run's record, once the state it continues is restored (or, without training, before its test)."""
+        if state != "tested":  # the rows an interrupted start logged after its checkpoint: logged again now
+            prune_metrics(out / "metrics.csv", step)
+        print_config_tree(cfg, save_to=out / "config_tree.log", show=False)
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        for logger in loggers:  # the whole resolved config: W&B's run config, CSV's hparams.yaml
+            logger.log_hyperparams(module.run_config)
+        promote_hydra_record(out, staged)
+
+    restored = WhenRestored(record_start)
+    callbacks = [*callbacks, FollowMovedRun(), restored]
+    plugins = [*placement.pop("plugins", []), AtomicCheckpointIO()]
+    trainer: L.Trainer = instantiate(
+        "trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **placement
+    )
 
     if cfg.train:
-        fit(trainer, module, datamodule, cfg.get("ckpt_path"), out)
+        fit(trainer, module, datamodule, ckpt, out)
+    else:
+        state = "tested"
+    restored.run_once()  # a fit with nothing left to train (its loop skipped), or a test alone
     fit_seconds = time.time() - started
     # read before the test: testing a checkpoint restores every callback's state from it (Lightning restores
     # callbacks in every stage), so a plateau schedule tested at its best epoch would report only the cuts before it
@@ -71,7 +110,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     by_crops: dict[str, dict[str, float]] = {}
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt = best or (None if cfg.train else cfg.get("ckpt_path"))
+        ckpt = best or (None if cfg.train else ckpt)
         by_crops = test_each_crop_count(
             trainer, module, datamodule, ckpt, cfg.get("also_test_crops", []), predictions_dir=out / "predictions"
         )
@@ -89,40 +128,52 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     return record.to_json()
 
 
-def start_or_continue(cfg: DictConfig, out: Path) -> bool:
-    """Prepare `out` for this run: start afresh, or resume an earlier start from its newest checkpoint (a rerun
-    sweep, a requeued job, resume=RUN_DIR; sets cfg.ckpt_path). False: `out` holds this run, finished."""
+def start_or_continue(cfg: DictConfig, out: Path) -> str:
+    """What this start is in `out`: "fresh", "resume" (an earlier start's newest checkpoint, or the one given: sets
+    cfg.ckpt_path) or "finished" (`out` holds this run, finished). Reads only (resume.existing_run)."""
     try:
         state, checkpoint = existing_run(cfg, out)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    if state == "finished":
-        return False
-    if state == "fresh":  # an earlier start that never reached a checkpoint: its rows would only confuse
-        prune_metrics(out / "metrics.csv", 0)
     if state == "resume":
         with open_dict(cfg):
             cfg.ckpt_path = str(checkpoint)
-        step = checkpoint_step(checkpoint) or 0
-        prune_metrics(out / "metrics.csv", step)
-        rank_zero_info(f"resuming {out} from {checkpoint} (step {step})")
-    return True
+    return state
+
+
+def finished_record(out: Path) -> dict[str, Any]:
+    """The summary.json of a finished run, left as it is (moved since, too: it records where the run was tested, and
+    a sweep rerun from another checkout must not rewrite its finished jobs)."""
+    rank_zero_info(f"{out} holds this run, finished: skipping it (summary.json)")
+    return json.loads((out / "summary.json").read_text())
+
+
+def check_trains(cfg: DictConfig) -> None:
+    """A run that would train no batch tests its initial random weights and records them as if trained: refused."""
+    if cfg.train and cfg.trainer.get("limit_train_batches") == 0:
+        raise ConfigError(
+            "trainer.limit_train_batches=0 trains no batch: the run would test its initial random weights and record "
+            "them as a result. Give it batches to train (a count or a fraction > 0), or test a trained checkpoint: "
+            "python src/eval.py ckpt_path=PATH"
+        )
+    if not cfg.train and not cfg.get("ckpt_path"):
+        raise ConfigError(
+            "train=false without ckpt_path=PATH (or resume=RUN_DIR) tests the initial random weights: name the "
+            "checkpoint to test (python src/eval.py ckpt_path=PATH tests one without a run directory)"
+        )
 
 
 def fit(trainer: L.Trainer, module: AlexNetModule, datamodule: ImageDataModule, ckpt: str | None, out: Path) -> None:
     """trainer.fit; stopped from outside (SLURM's SIGUSR1, SIGTERM), an Interrupted naming how to resume."""
-    with warnings.catch_warnings():  # OnExceptionCheckpoint makes Lightning look for a run to resume
-        warnings.filterwarnings("ignore", r".*ckpt_path=None\)` was called without a model")
-        warnings.filterwarnings("ignore", r".*there is no last checkpoint available")
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
-        except Requeued as e:
-            raise Interrupted(f"{e}. The requeued job resumes from it (or: python src/train.py resume={out})") from e
-        except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
-            raise Interrupted(
-                f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
-                f"Resume with: python src/train.py resume={out}"
-            ) from e
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    except Requeued as e:
+        raise Interrupted(f"{e}. The requeued job resumes from it (or: python src/train.py resume={out})") from e
+    except SIGTERMException as e:  # callbacks.SaveOnException has saved the state by now
+        raise Interrupted(
+            f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
+            f"Resume with: python src/train.py resume={out}"
+        ) from e
 
 
 def training_record(trainer: L.Trainer) -> dict[str, Any]:

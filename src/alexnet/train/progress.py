@@ -61,7 +61,8 @@ class EpochLines(ProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        # a step that returned None (stop_on_nonfinite: no update from a non-finite loss) reaches here as {}
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:  # summed as a tensor: no wait for a GPU at every step
             self._loss_sum = self._loss_sum + loss.detach()
             self._batches += 1

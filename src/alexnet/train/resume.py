@@ -20,8 +20,11 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet.errors import ConfigError
 from alexnet.legacy import upgrade
-from alexnet.train.checkpoints import newest_checkpoint
+from alexnet.model.towers import in_layout_of
+from alexnet.train.checkpoints import newest_checkpoint, safe_load
+from alexnet.train.module import AlexNetModule
 
 # settings that name where and how a run is started, not what it computes; and `claim`, how src/compare.py judges
 # the runs (never read by training): an edit to a claim's analysis re-judges finished runs, it does not retrain them
@@ -60,26 +63,58 @@ def within(key: str, prefixes: tuple[str, ...]) -> bool:
 
 def existing_run(cfg: DictConfig, out: Path) -> tuple[str, Path | None]:
     """What to do in a run directory that may hold an earlier start of this run: ("fresh", None), ("finished",
-    None) when its summary.json is there, ("resume", checkpoint) when it was interrupted. A directory holding
-    another run is an error naming the settings that differ."""
+    None) when its summary.json is there (resumed with no longer budget and nothing more to test, too: its record is
+    left alone), ("resume", checkpoint) when it was interrupted. A directory holding another run is an error naming
+    the settings that differ. Reads only: nothing is written before the run is accepted."""
     saved = out / "config.yaml"
     if not saved.is_file():
         return "fresh", None
     before = what_ran(upgrade(yaml.safe_load(saved.read_text()) or {}))  # an older version's import paths too
     continuing = cfg.get("ckpt_path") is not None  # training on from a checkpoint may set a longer budget
-    changed = [k for k in differences(before, what_ran(cfg))
-               if not (within(k, CONTINUATION) or continuing and k in LONGER)]  # fmt: skip
+    differ = differences(before, what_ran(cfg))
+    changed = [k for k in differ if not (within(k, CONTINUATION) or continuing and k in LONGER)]
     if changed:
         raise ValueError(
-            f"{out} holds another run (it differs in {', '.join(changed[:8])}); resume it with the settings it "
-            "was started with (python src/train.py resume=RUN_DIR), or give this run another directory"
+            f"{out} holds another run (it differs in {', '.join(changed[:8])}); nothing in it was changed. A resumed "
+            "run computes what the interrupted one would have, so it takes the settings the run was started with "
+            f"(python src/train.py resume={out}), a longer budget aside ({', '.join(LONGER)}). To train with "
+            f"another {changed[0]}, start a new run in another directory: its config.yaml records the setting"
         )
-    if (out / "summary.json").is_file() and not continuing:
+    if (out / "summary.json").is_file() and not (continuing and differ):
         return "finished", None
     if continuing:
         return "resume", Path(cfg.ckpt_path)
     checkpoint = newest_checkpoint(out)
     return ("resume", checkpoint) if checkpoint else ("fresh", None)
+
+
+def check_checkpoint(path: Path, cfg: DictConfig, module: AlexNetModule) -> int:
+    """The global step of checkpoint `path` once it is known to continue this run, before anything loads it or is
+    pruned to it: it loads safely, was written by src/train.py, by a run of this config (the settings that decide what
+    a run computes; a longer budget and what happens after training aside; a test alone: the net's settings) and its
+    weights have this net's shapes. Otherwise a ConfigError naming the file and what differs."""
+    checkpoint = safe_load(path, mmap=True)  # mmap: the shapes without reading the weights
+    saved = checkpoint.get("alexnet_config")
+    if not isinstance(saved, dict) or not isinstance(checkpoint.get("state_dict"), dict) or "loops" not in checkpoint:
+        raise ConfigError(
+            f"{path} is not a checkpoint of src/train.py (it holds no run config or no training state: weights saved "
+            "by hand, or another program's file); nothing was loaded or changed"
+        )
+    changed = [k for k in differences(what_ran(upgrade(saved)), what_ran(cfg))
+               if not (within(k, CONTINUATION) or k in LONGER)]  # fmt: skip
+    if not cfg.get("train", True):  # tested only: the weights must fit, the training recipe may be another's
+        changed = [k for k in changed if within(k, ("model",))]
+    if changed:
+        raise ConfigError(
+            f"{path} is a checkpoint of another run: its settings differ from this run's in {', '.join(changed[:8])} "
+            "(the checkpoint's alexnet_config against this run's config); nothing was loaded or changed"
+        )
+    state, own = in_layout_of(module.net, checkpoint["state_dict"]), module.state_dict()
+    misfits = [f"{k}: {tuple(state[k].shape) if k in state else 'absent'} there, {tuple(v.shape)} here"
+               for k, v in own.items() if k not in state or state[k].shape != v.shape]  # fmt: skip
+    if misfits:
+        raise ConfigError(f"{path}: its weights do not fit this net ({'; '.join(misfits[:3])})")
+    return int(checkpoint.get("global_step", 0))
 
 
 def resume_argv(argv: list[str]) -> list[str]:
