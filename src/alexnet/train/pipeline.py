@@ -38,9 +38,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_arm(cfg)
     check_values(cfg)
     try:
-        return _train(cfg)
-    finally:
-        finish_wandb()  # every job of a multirun gets its own W&B run
+        summary = _train(cfg)
+    except BaseException as e:
+        finish_wandb(e)  # the W&B run marked failed; nothing W&B raises may replace `e` (a requeue, a kill)
+        raise
+    finish_wandb()  # every job of a multirun gets its own W&B run
+    return summary
 
 
 def _train(cfg: DictConfig) -> dict[str, Any]:
@@ -110,14 +113,15 @@ def start_or_continue(cfg: DictConfig, out: Path) -> bool:
 
 
 def fit(trainer: L.Trainer, module: AlexNetModule, datamodule: ImageDataModule, ckpt: str | None, out: Path) -> None:
-    """trainer.fit; stopped from outside (SLURM's SIGUSR1, SIGTERM), an Interrupted naming how to resume."""
+    """trainer.fit; stopped from outside (SLURM's warning: Requeued; SIGTERM: Interrupted), naming how to resume."""
     with warnings.catch_warnings():  # OnExceptionCheckpoint makes Lightning look for a run to resume
         warnings.filterwarnings("ignore", r".*ckpt_path=None\)` was called without a model")
         warnings.filterwarnings("ignore", r".*there is no last checkpoint available")
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
-        except Requeued as e:
-            raise Interrupted(f"{e}. The requeued job resumes from it (or: python src/train.py resume={out})") from e
+        except Requeued as e:  # jobs.sweeps.run_job asks SLURM for the requeue, after the loggers are closed
+            resume = f"The requeued job resumes from it (or: python src/train.py resume={out})"
+            raise Requeued(f"{e}. {resume}", e.job) from e
         except SIGTERMException as e:  # OnExceptionCheckpoint has saved the state by now
             raise Interrupted(
                 f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
