@@ -5,7 +5,8 @@
     python src/compare.py SWEEP --experiment ablate_test_crops --out DIR   # a claim measured on another's runs
     python src/compare.py TUNING_SWEEP --select    # Fig. 1: each arm's learning rate, chosen on the tuning seeds
 
-Reads each run's config.yaml, summary.json and metrics.csv (no W&B needed).
+Reads each run's config.yaml, summary.json and metrics.csv (no W&B needed). A claim's report also goes to W&B, into
+the experiment's group beside its runs (--wandb: auto, offline first as the runs are; online; disabled).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
         "--index", type=Path, metavar="FOLDER", help="Holm-correct and rebuild FOLDER/README.md's table"
     )
     parser.add_argument("--experiment", help="judge the runs on this experiment's claim (e.g. ablate_test_crops)")
+    parser.add_argument("--wandb", default="auto", choices=["auto", "offline", "online", "disabled"],
+                        help="log the claim's report to W&B (auto: online only if the runs were; default)")  # fmt: skip
     parser.add_argument("--select", action="store_true",
                         help="print each arm's chosen setting (Fig. 1's learning rate) as ARM=VALUE lines")  # fmt: skip
     args = parser.parse_args()
@@ -53,7 +56,7 @@ def main() -> None:
             for arm, value in chosen_settings(runs, runs[0].cfg["claim"]).items():
                 print(f"{arm}={value}")
             return
-        report(args.sweeps, args.out or Path(os.getcwd()) / "report", args.experiment)
+        report(args.sweeps, args.out or Path(os.getcwd()) / "report", args.experiment, wandb=args.wandb)
     except ValueError as e:
         sys.exit(f"error: {e}")
 
