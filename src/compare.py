@@ -8,6 +8,8 @@
 Reads each run's config.yaml, summary.json and metrics.csv (no W&B needed). A job it leaves out (failed, not finished,
 a file missing or damaged) is named on stderr and in the report; two runs of one arm and seed, or a folder it cannot
 write to, stop it before any work with one line saying what to do.
+A claim's report also goes to W&B, into the experiment's group beside its runs (--wandb: auto, offline first as
+the runs are; online; disabled).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def main() -> None:
     )
     parser.add_argument("--claim", "--experiment", dest="claim",
                         help="judge the runs on this claim, conf/claim/NAME.yaml (e.g. ablate_test_crops)")  # fmt: skip
+    parser.add_argument("--wandb", default="auto", choices=["auto", "offline", "online", "disabled"],
+                        help="log the claim's report to W&B (auto: online only if the runs were; default)")  # fmt: skip
     parser.add_argument("--select", action="store_true",
                         help="print each arm's chosen setting (Fig. 1's learning rate) as ARM=VALUE lines")  # fmt: skip
     args = parser.parse_args()
@@ -66,7 +70,7 @@ def main() -> None:
             for arm, value in chosen_settings(runs, runs[0].cfg["claim"]).items():
                 print(f"{arm}={value}")
             return
-        report(args.sweeps, out, args.claim)
+        report(args.sweeps, out, args.claim, wandb=args.wandb)
     except ValueError as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # the folder checked writable above, and then not (full, or changed meanwhile)

@@ -7,10 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
-from omegaconf import DictConfig
-
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
+
+from alexnet.jobs.slurm import listen_for_preemption  # noqa: E402  (the standard library only)
+
+# under SLURM, before the seconds of imports below: a preemption warning (SIGUSR1/2) is kept for the first batch
+listen_for_preemption()
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from alexnet.config.command_line import command_line_problems  # noqa: E402
 from alexnet.config.schema import removed_overrides  # noqa: E402
@@ -44,6 +49,9 @@ def train_and_score(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # a launcher's job (submitit: one SLURM job each) runs this function in a process of its own, without the
+    # lines above: from here on the warning is ours, not submitit's (alexnet.jobs.slurm)
+    listen_for_preemption()
     quiet_known_warnings()
     # a single run's bad setting: one line and exit status 1; a sweep records the failed job and goes on
     return run_job(

@@ -1,5 +1,5 @@
 """Shared fixtures: small generated Fashion-MNIST files, composed configs, runs of train.py (a subprocess) and of
-alexnet.train.pipeline.train (in this process)."""
+alexnet.train.pipeline.train (in this process), and a real single-node SLURM cluster (tests/slurm/cluster.sh)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -321,3 +323,104 @@ def ilsvrc_overrides(root: Path, *extra: str) -> list[str]:
     """data=imagenet on a generated tree: its 4 classes, 32x32 stored, 28x28 crops (the mini net's input)."""
     return ["data=imagenet", f"data.root={root}", "data.num_classes=4", "data.stored_size=32", "data.crop_size=28",
             *extra]  # fmt: skip
+
+
+# --- a real SLURM (tests/slurm/) ---------------------------------------------------------------------------------
+# tests/slurm/cluster.sh brings a single-node cluster up once per session (the tests marked `slurm` are skipped, with
+# the script's own reason, where it cannot: not root, no package registry, a daemon that fails) and down at the end,
+# unless it was up before the session. Jobs run this checkout's code (PYTHONPATH) in the test's environment (sbatch
+# exports it), so that the `python` of a job script is the test's; W&B stays offline.
+
+SLURM_CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
+
+
+def _cluster(command: str, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SLURM_CLUSTER), command], capture_output=True, text=True, timeout=timeout)
+
+
+class Slurm:
+    """The cluster as the tests use it: its client commands in the jobs' environment, and the jobs of one test."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.before: set[str] = set()
+
+    def run(self, *command: str, check: bool = True) -> str:
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(command)}: exit {done.returncode}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def jobs(self) -> set[str]:
+        return set(self.run("squeue", "-h", "-o", "%i").split())
+
+    def state(self, job: str) -> str:
+        """The job's state (PENDING, RUNNING, COMPLETED, CANCELLED, ...): squeue while SLURM holds it, else sacct."""
+        state = self.run("squeue", "-h", "-j", job, "-o", "%T", check=False)
+        if state:
+            return state.split()[0]
+        rows = self.run("sacct", "-n", "-X", "-P", "-j", job, "-o", "State", check=False).splitlines()
+        return rows[-1].split()[0] if rows else "UNKNOWN"  # "CANCELLED by 0": the state, not who
+
+    def wait_for_state(self, job: str, states: tuple[str, ...], timeout: float = 120) -> str:
+        deadline = time.time() + timeout
+        while (state := self.state(job)) not in states:
+            assert time.time() < deadline, f"job {job} still {state} after {timeout} s, not {'/'.join(states)}"
+            time.sleep(0.5)
+        return state
+
+    def release_when_requeued(self, job: str) -> None:
+        """A requeued job waits in PENDING (Reason=BeginTime) for its credential's life (cluster.sh's cred_expire,
+        10 s; SLURM's default 120 s): start it again at once."""
+        self.wait_for_state(job, ("PENDING",))
+        self.run("scontrol", "update", f"jobid={job}", "starttime=now", check=False)
+
+    def cancel_own(self) -> None:
+        """Cancel what a test left in the queue (it failed half-way), so that the next test has the node to itself."""
+        left = self.jobs() - self.before
+        if left:
+            self.run("scancel", *sorted(left), check=False)
+            deadline = time.time() + 60
+            while self.jobs() - self.before and time.time() < deadline:
+                time.sleep(0.5)
+
+
+def _unavailable(reason: str) -> None:
+    """Skip the SLURM tests, or fail them where SLURM is required (.ci/run: ALEXNET_REQUIRE_SLURM=1)."""
+    if os.environ.get("ALEXNET_REQUIRE_SLURM") == "1":
+        pytest.fail(f"{reason} (ALEXNET_REQUIRE_SLURM=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Slurm]:
+    try:
+        was_up = _cluster("status", timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _unavailable(f"SLURM unavailable: {e}")
+    if not was_up:
+        up = _cluster("up", timeout=1800)  # the first time on a fresh machine: apt-get installs SLURM and MariaDB
+        if up.returncode != 0:
+            lines = (up.stderr or up.stdout).strip().splitlines()
+            _unavailable(lines[-1] if lines else f"cluster.sh up: exit {up.returncode}")
+    conf = _cluster("env", timeout=60).stdout.strip().removeprefix("export SLURM_CONF=")
+    env = {
+        **os.environ,
+        "SLURM_CONF": conf,
+        # the jobs import this checkout's package and run this interpreter's `python`
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "WANDB_MODE": "offline",
+        "PYTHONUNBUFFERED": "1",
+        "HYDRA_FULL_ERROR": "1",
+    }
+    yield Slurm(env)
+    if not was_up:
+        _cluster("down", timeout=300)
+
+
+@pytest.fixture
+def slurm(slurm_cluster: Slurm) -> Iterator[Slurm]:
+    slurm_cluster.before = slurm_cluster.jobs()
+    yield slurm_cluster
+    slurm_cluster.cancel_own()

@@ -18,5 +18,11 @@ class Interrupted(RuntimeError):
     """Training was stopped from outside; the message says which checkpoint to resume from."""
 
 
-class Requeued(RuntimeError):
-    """The job saved its state and asked SLURM to requeue it; the requeued job resumes from that checkpoint."""
+class Requeued(Interrupted):
+    """SLURM warned the job (a preemption or its time limit): its state is saved at a batch boundary, and the job is
+    to be requeued once the run has closed its loggers (jobs.sweeps.run_job asks SLURM); the requeued job resumes
+    from that checkpoint. `job`: the SLURM job to requeue; None in a data-parallel run's processes but rank 0."""
+
+    def __init__(self, message: str, job: str | None) -> None:
+        super().__init__(message)
+        self.job = job

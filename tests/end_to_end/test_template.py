@@ -37,12 +37,19 @@ def _summary(job: Path) -> dict:
 # --- the four bugs -------------------------------------------------------------------------------------------------
 
 
-def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path: Path, data_dir: Path, run_cli):
-    # ablate_pca first: it needs ILSVRC (data.root is not set) and fails its check; the sweep must still run baseline
+@pytest.mark.parametrize(
+    "launcher",
+    [pytest.param([], id="in_process"), pytest.param(["hydra/launcher=cpu_jobs"], id="joblib", marks=pytest.mark.slow)],
+)
+def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(
+    launcher: list[str], tmp_path: Path, data_dir: Path, run_cli
+) -> None:
+    # ablate_pca first: it needs ILSVRC (data.root is not set) and fails its check; the sweep must still run baseline.
+    # Joblib's jobs run their Hydra callbacks in its worker processes: the sweep counts them by their folders
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "train.py", "-m", "experiment=ablate_pca,baseline", f"paths.data_dir={data_dir}", "data.val_size=100",
-        *QUICK, f"hydra.sweep.dir={sweep}",
+        *QUICK, *launcher, f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     failed, done = sweep / "ablate_pca_no_pca_seed12345", sweep / "baseline_baseline_seed12345"
     assert _summary(done)["experiment"] == "baseline", proc.stderr[-3000:]  # the job after the failure ran

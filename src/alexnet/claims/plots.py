@@ -94,9 +94,12 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
     rows = [(c, comp) for c in claims for comp in c["comparisons"] if not math.isnan(comp["delta"])]
     ratio_rows = [r for r in rows if r[1]["ratio"]]
     diff_rows = [r for r in rows if not r[1]["ratio"]]
-    height = 1.2 + 0.42 * max(len(ratio_rows), len(diff_rows), 1)
     panels = [(diff_rows, False), (ratio_rows, True)]
     panels = [p for p in panels if p[0]] or panels[:1]  # no empty panel
+    # the outcomes' legend: one row across two panels; one panel (a claim alone, as W&B shows it) needs two
+    columns = len(VERDICTS) if len(panels) == 2 else math.ceil(len(VERDICTS) / 2)
+    legend_rows = math.ceil(len(VERDICTS) / columns)
+    height = 1.2 + 0.42 * max(len(ratio_rows), len(diff_rows), 1) + 0.3 * (legend_rows - 1)
     fig, axes = plt.subplots(1, len(panels), figsize=(13 if len(panels) == 2 else 8, height), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 2][: len(panels)]})  # fmt: skip
     for ax, (group, ratio) in zip(axes[0], panels, strict=True):
@@ -140,8 +143,8 @@ def summary(claims: list[dict[str, Any]], path: Path) -> Path:
             ax.set_xlabel("Δ in units of the paper's size here (| : the paper's = 1; rows in pts: no size)")
         ax.grid(alpha=0.3, axis="x")
     handles = [plt.Line2D([], [], color=v.colour, marker="o", lw=3, label=v) for v in VERDICTS]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
+    fig.legend(handles=handles, loc="upper center", ncol=columns, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.2 + 0.3 * legend_rows) / height))
     _write(fig, path)
     plt.close(fig)
     return path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from alexnet.claims import convergence, history, plan, plots, preregistration
+from alexnet.claims import convergence, history, plan, plots, preregistration, wandb_report
 from alexnet.claims.curves import SMOOTH_STEPS
 from alexnet.claims.fig1 import chosen_settings
 from alexnet.claims.judge import claim_json, judge
@@ -34,10 +34,11 @@ from alexnet.files import write_json, write_text
 from alexnet.record import PROJECT_ROOT
 
 
-def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict:
+def report(sweeps: list[Path], out: Path, experiment: str | None = None, wandb: str = "disabled") -> dict:
     """Judge the claim on the finished runs under `sweeps` and write out/report.md, out/claim.json and the
     figures; `experiment`: judge them on that experiment's claim instead of their own. Each job left out (failed,
-    unfinished, a file missing or damaged) is named on stderr and in the report."""
+    unfinished, a file missing or damaged) is named on stderr and in the report. `wandb`: log the report into the
+    experiment's W&B group too (wandb_report.MODES; auto: offline first, as the runs are)."""
     claim_override = load_claim(experiment) if experiment else None
     found = read_sweeps(sweeps, claim_override)
     runs, left_out = found.runs, found.left_out
@@ -139,6 +140,9 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None) -> dict
     ]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     print(f"wrote {out / 'report.md'}, {out / 'claim.json'} and {len(figures)} figure(s)")
+    logged = wandb_report.log_claim(claim_record, figures, runs, out, wandb)
+    if logged:
+        print(f"logged the claim to W&B, group {experiment}: {logged} (offline, it uploads with: wandb sync {logged})")
     return {"claim": claim, "results": results}
 
 

@@ -1,4 +1,14 @@
-"""SLURM: the job's id, the run directory named after it, and preemption (SIGUSR1 -> checkpoint -> requeue)."""
+"""SLURM: the job's id, the run directory named after it, and the preemption warning (SIGUSR1 or SIGUSR2 ->
+checkpoint at a batch boundary -> requeue). Only the standard library: src/train.py listens for the warning
+before it imports torch, Lightning or Hydra, so that a warning during the imports, the data set-up or the
+checkpoint load is kept for the first training batch instead of killing the job (a signal's default action).
+
+One story for every way a run meets SLURM (docs/slurm.md): the run listens for both user signals from its first
+line, so it answers the launcher as shipped (submitit asks SLURM for `--signal=USR2@signal_delay_s`), a job script's
+`#SBATCH --signal=USR2@120` (or USR1, Lightning's and older scripts' choice) and `scancel --signal=...`. Once the
+task function runs, this handler replaces submitit's own (which would requeue, or raise UncompletedJobError
+with `max_num_timeout: 0`, from inside the signal handler, mid-step): one requeue, ours, at a batch boundary
+(jobs/requeue.py writes the checkpoint; jobs/sweeps.py asks for the requeue once W&B and the loggers are closed)."""
 
 from __future__ import annotations
 
@@ -11,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+# the signals that mean "the job will be stopped soon: checkpoint and requeue"
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
-from alexnet.errors import Requeued
+_warned: list[str] = []  # the warnings heard in this process, by signal name (a list: the handler only appends)
 
 
 def slurm_job_id() -> str | None:
@@ -45,34 +56,38 @@ def next_hpc_checkpoint(folder: str | Path) -> Path:
     return Path(folder) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
-class SlurmRequeue(L.Callback):
-    """Preemption on SLURM: SIGUSR1 (`#SBATCH --signal=USR1@120`) asks for a checkpoint, written at the next batch
-    boundary as Lightning's `hpc_ckpt_N.ckpt` in the run directory, then `scontrol requeue` as Lightning's SLURM
-    support does, then the process stops. Lightning's own handler saves inside the signal handler, which can fall
-    between a backward pass and its update; at a batch boundary the checkpoint resumes exactly. The requeued
-    job finds its directory by the job id (run_id) and continues from the newest checkpoint.
-    SIGTERM (a preemption, or a time limit without --signal) writes checkpoints/on_exception.ckpt through
-    Lightning's OnExceptionCheckpoint and does not requeue: SLURM requeues preempted jobs itself if configured
-    to, and a job cancelled with scancel must stay cancelled."""
+def _hear(signum: int, frame: Any) -> None:
+    # a signal handler only notes the warning: the checkpoint is written at the next batch boundary, where it
+    # resumes exactly (a save inside the handler could fall between a backward pass and its update)
+    _warned.append(signal.Signals(signum).name)
 
-    def __init__(self) -> None:
-        self.requested = False
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # before any loader worker starts (they inherit it: SIGUSR1 must not kill them), kept for the process's
-        # life: a signal during validation or the test is answered at the next training batch, or not at all
-        signal.signal(signal.SIGUSR1, self._request)
+def listen_for_preemption() -> bool:
+    """Under SLURM, keep SIGUSR1 and SIGUSR2 as a preemption warning for the run (preemption_warning) instead of
+    letting them end the process, replacing any earlier handler (submitit's); outside SLURM leave them alone.
+    Idempotent; returns whether it listens. Loader workers forked later inherit the handler, so that the signal,
+    which SLURM sends to every process of the step, does not kill them either."""
+    if slurm_job_id() is None:
+        return False
+    for signum in PREEMPTION_SIGNALS:
+        signal.signal(signum, _hear)
+    return True
 
-    def _request(self, signum: int, frame: Any) -> None:
-        self.requested = True
 
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.world_size > 1:  # every process stops at the same batch, or the checkpoint's collectives hang
-            self.requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
-        if not self.requested:
-            return
-        path = next_hpc_checkpoint(trainer.default_root_dir)
-        trainer.save_checkpoint(path)
-        job = slurm_job_id() or ""
-        code = subprocess.call(["scontrol", "requeue", job]) if trainer.is_global_zero else 0
-        raise Requeued(f"SIGUSR1: saved {path} at step {trainer.global_step}; scontrol requeue {job} exit {code}")
+def preemption_warning() -> str | None:
+    """The first preemption signal this process has heard (e.g. 'SIGUSR2'), or None."""
+    return _warned[0] if _warned else None
+
+
+def requeue(job: str) -> tuple[bool, str]:
+    """`scontrol requeue JOB`: whether SLURM took it, and a sentence saying so. SLURM answers a requeue by sending
+    SIGTERM to the job's processes, this one included: from here on this process ignores SIGTERM, so that it ends in
+    its own words, its state saved and its loggers closed, instead of being killed while it says them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"scontrol requeue {job} failed ({e})"
+    if done.returncode != 0:
+        return False, f"scontrol requeue {job} failed (exit {done.returncode}: {done.stderr.strip()})"
+    return True, f"SLURM job {job} requeued"

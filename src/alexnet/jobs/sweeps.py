@@ -24,6 +24,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from alexnet.errors import Interrupted, Requeued
+from alexnet.jobs.slurm import requeue
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -35,6 +38,12 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def job_has_its_own_process() -> bool:
+    """Whether this multirun's launcher runs each job in a process of its own that ends with the job (the submitit
+    launchers: one SLURM job each), so that a kill from outside (scancel) ends that job alone, not the sweep."""
+    return str(HydraConfig.get().launcher.get("_target_", "")).startswith("hydra_plugins.hydra_submitit_launcher.")
+
+
 def run_job(
     task: Callable[[], T],
     expected: tuple[type[Exception], ...],
@@ -42,7 +51,10 @@ def run_job(
 ) -> T | float:
     """`task()`'s result. An `expected` error (a bad value, missing data) ends a single run with one line
     `error: ...` and exit status 1; in a multirun any error is recorded in the job's directory and the sweep goes on
-    (NaN: no metric). A `fatal` error (the run was killed from outside) ends a sweep too."""
+    (NaN: no metric). A `fatal` error (the run was killed from outside) ends a sweep too, unless the job has a process
+    of its own (a SLURM job of the submitit launcher): then it is recorded, and the sweep lists it at the end.
+    Requeued (SLURM's warning, the state saved): see requeue_or_raise."""
+    task = _requeuing(task)
     if not in_multirun():
         try:
             return task()
@@ -54,10 +66,36 @@ def run_job(
     try:
         return task()
     except fatal as e:
-        sys.exit(f"error: {e}")
+        record_failure(out, e, known=True)
+        if not job_has_its_own_process():  # the kill was meant for the whole sweep, which runs in this process
+            sys.exit(f"error: {e}")
+        return float("nan")
     except Exception as e:
         record_failure(out, e, known=isinstance(e, expected))
         return float("nan")
+
+
+def _requeuing(task: Callable[[], T]) -> Callable[[], T]:
+    def run() -> T:
+        try:
+            return task()
+        except Requeued as e:
+            sys.exit(requeue_or_raise(e))
+
+    return run
+
+
+def requeue_or_raise(error: Requeued) -> str:
+    """Ask SLURM to requeue the job (rank 0 of a data-parallel run; the others only stop); the line the process
+    ends with, without a result, so that the submitit launcher waits for the requeued job (a result would end the
+    job for it) and a job script's requeued job starts again. If SLURM refuses (a job submitted with --no-requeue, a
+    cluster without requeueing), Interrupted: the job stops as if killed, and resumes when rerun."""
+    if error.job is None:
+        return f"stopped for a requeue: {error}"
+    requeued, said = requeue(error.job)
+    if not requeued:
+        raise Interrupted(f"{error}; {said}") from error
+    return f"requeued: {error}. {said}"
 
 
 def record_failure(out: Path, error: Exception, known: bool) -> None:
@@ -85,8 +123,9 @@ def failure_line(job_dir: Path) -> str:
 
 class FailedJobs(Callback):
     """After a multirun: exit status 1 and every failed job, or nothing if none failed. Jobs run in this process
-    (the basic launcher) are counted as they end; jobs of other launchers (joblib, SLURM) by the failed.json they
-    wrote under the sweep directory since the sweep began."""
+    (the basic launcher) are counted as they end; jobs of other launchers (joblib, SLURM), whose callbacks run in
+    their own processes, by what they left under the sweep directory since the sweep began: the failed.json of those
+    that failed, and Hydra's record of every job that started (its `.hydra/overrides.yaml`)."""
 
     def __init__(self) -> None:
         self.started = 0.0
@@ -103,12 +142,21 @@ class FailedJobs(Callback):
             self.failed[job_dir] = failure_line(job_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        for record in Path(config.hydra.sweep.dir).rglob(FAILED):
+        sweep = Path(config.hydra.sweep.dir)
+        for record in sweep.rglob(FAILED):
             if record.stat().st_mtime >= self.started and record.parent not in self.failed:
                 self.failed[record.parent] = failure_line(record.parent)
         if not self.failed:
             return
-        of = f" of {self.jobs}" if self.jobs >= len(self.failed) else ""
+        jobs = max(self.jobs, self.jobs_started(sweep, config.hydra.get("output_subdir")))
+        of = f" of {jobs}" if jobs >= len(self.failed) else ""
         lines = "\n".join(f"  {line}" for _, line in sorted(self.failed.items()))
         # SystemExit: Hydra turns a callback's exceptions into warnings, and the sweep would end with status 0
         sys.exit(f"error: {len(self.failed)}{of} jobs failed (each one's {FAILED} and {TRACEBACK} say more):\n{lines}")
+
+    def jobs_started(self, sweep: Path, output_subdir: str | None) -> int:
+        """The jobs whose Hydra record (written as each job starts, wherever it runs) is from this sweep."""
+        if not output_subdir:  # hydra.output_subdir=null: Hydra writes no record
+            return 0
+        records = sweep.rglob(f"{output_subdir}/overrides.yaml")
+        return sum(1 for r in records if r.stat().st_mtime >= self.started)

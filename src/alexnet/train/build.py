@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from alexnet.config.checks import check_config
 from alexnet.data import ImageDataModule
 from alexnet.errors import ConfigError, DataError
-from alexnet.jobs.slurm import SlurmRequeue
+from alexnet.jobs.requeue import SlurmRequeue
+from alexnet.jobs.slurm import slurm_job_id
 from alexnet.streams import stream_seed
 from alexnet.train.callbacks import RandomStreams, replace_on_exception
 from alexnet.train.loggers import has_credentials
@@ -96,7 +97,7 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     callbacks = [instantiate(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items() if v]
     callbacks = replace_on_exception(callbacks)  # saves only a state this process restored (checkpoints.py)
     callbacks.insert(0, RandomStreams(cfg.seed))  # not optional: resuming and paired arms depend on it
-    if SLURMEnvironment.detect():  # checkpoint and requeue on SIGUSR1 at a batch boundary (slurm.SlurmRequeue)
+    if slurm_job_id():  # SLURM's warning (SIGUSR1/2, heard from the process's start): checkpoint, requeue (requeue.py)
         callbacks.append(SlurmRequeue())
     if cfg.get("scheduler"):
         callbacks.append(instantiate("scheduler", cfg.scheduler))  # its monitor is checked with every value
@@ -149,7 +150,7 @@ def logger_problems(cfg: DictConfig) -> list[str]:
 
 def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:
     """Trainer arguments that keep the two towers on their devices (§3.2); none for the grouped net. Under
-    SLURM, Lightning's own SIGUSR1 handler is off: slurm.SlurmRequeue handles it at a batch boundary."""
+    SLURM, Lightning's own SIGUSR1 handler is off: jobs.requeue.SlurmRequeue answers it at a batch boundary."""
     slurm = {"plugins": [SLURMEnvironment(auto_requeue=False)]} if SLURMEnvironment.detect() else {}
     if not devices:
         return slurm

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import netrc
 import os
 import secrets
@@ -15,6 +17,8 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from alexnet.config.schema import require
+
+log = logging.getLogger(__name__)
 
 
 def has_credentials() -> bool:
@@ -88,12 +92,25 @@ def wandb_logger(
     )
 
 
-def finish_wandb() -> None:
+def finish_wandb(error: BaseException | None = None) -> None:
     """Close this process's W&B run. Hydra runs a multirun's jobs in one process; without this, the
-    second job logs into the first job's run."""
+    second job logs into the first job's run. With `error`, the exception that is ending the run, the W&B run is
+    marked failed (exit code 1) and anything W&B raises is logged, never raised: it would replace `error`. A SLURM
+    requeue or scancel sends SIGTERM to W&B's service process too, so that closing the run then fails
+    (ConnectionResetError), and the sweep would report that instead of the requeue or the kill."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if wandb is None or wandb.run is None:
+        return
+    if error is None:
         wandb.finish()
+        return
+    try:
+        wandb.finish(exit_code=1)
+    except Exception as e:
+        log.warning(f"W&B could not close its run ({type(e).__name__}: {e}); its files so far are kept")
+        # its service is gone: without this, W&B's exit hook fails again and prints a traceback after our last line
+        with contextlib.suppress(Exception, SystemExit):
+            wandb.teardown(exit_code=1)
 
 
 class OneFileTensorBoardLogger(TensorBoardLogger):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         if lock is not None:
             lock.acquire()
-        return _train(cfg, out, staged)
+        summary = _train(cfg, out, staged)
     except OSError as e:
+        finish_wandb(e)  # the W&B run marked failed; nothing W&B raises may replace what is raised here
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise Interrupted(
             f"{e.filename or out}: no space left on the device of {out} ({e.strerror}); the checkpoints written "
             f"before are kept whole. Free some space, then go on with: python src/train.py resume={out}"
         ) from e
+    except BaseException as e:
+        finish_wandb(e)  # the W&B run marked failed; nothing W&B raises may replace `e` (a requeue, a kill)
+        raise
     finally:
         discard_hydra_record(out, staged)  # a run accepted has moved it into .hydra/ by now
         if lock is not None:
             lock.release()
-        finish_wandb()  # every job of a multirun gets its own W&B run
+    finish_wandb()  # every job of a multirun gets its own W&B run
+    return summary
 
 
 def _train(cfg: DictConfig, out: Path, staged: str | None) -> dict[str, Any]:
@@ -164,16 +170,20 @@ def check_trains(cfg: DictConfig) -> None:
 
 
 def fit(trainer: L.Trainer, module: AlexNetModule, datamodule: ImageDataModule, ckpt: str | None, out: Path) -> None:
-    """trainer.fit; stopped from outside (SLURM's SIGUSR1, SIGTERM), an Interrupted naming how to resume."""
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
-    except Requeued as e:
-        raise Interrupted(f"{e}. The requeued job resumes from it (or: python src/train.py resume={out})") from e
-    except SIGTERMException as e:  # callbacks.SaveOnException has saved the state by now
-        raise Interrupted(
-            f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
-            f"Resume with: python src/train.py resume={out}"
-        ) from e
+    """trainer.fit; stopped from outside (SLURM's warning: Requeued; SIGTERM: Interrupted), naming how to resume."""
+    with warnings.catch_warnings():  # OnExceptionCheckpoint makes Lightning look for a run to resume
+        warnings.filterwarnings("ignore", r".*ckpt_path=None\)` was called without a model")
+        warnings.filterwarnings("ignore", r".*there is no last checkpoint available")
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        except Requeued as e:  # jobs.sweeps.run_job asks SLURM for the requeue, after the loggers are closed
+            resume = f"The requeued job resumes from it (or: python src/train.py resume={out})"
+            raise Requeued(f"{e}. {resume}", e.job) from e
+        except SIGTERMException as e:  # callbacks.SaveOnException has saved the state by now
+            raise Interrupted(
+                f"killed (SIGTERM) at step {trainer.global_step}; checkpoints/on_exception.ckpt holds the state. "
+                f"Resume with: python src/train.py resume={out}"
+            ) from e
 
 
 def training_record(trainer: L.Trainer) -> dict[str, Any]:
