@@ -165,15 +165,20 @@ class FollowMovedRun(L.Callback):
     """A run directory moved (archived, copied to another machine) and resumed: its checkpoints hold the
     ModelCheckpoint states of the old place (absolute paths), and Lightning, seeing another dirpath, keeps only the
     old best_model_path and forgets the best score (the next validation is then 'best', written as best-v1.ckpt).
-    Before the states load, their paths under the old directory are moved to the new one."""
+    Before the states load, their paths under the old directory are moved to the new one. Only for the run's own
+    checkpoint (a file inside the run directory): a new run started from another run's checkpoint keeps Lightning's
+    handling, its best files being the other run's."""
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
                            ) -> None:  # fmt: skip
         states = checkpoint.get("callbacks") or {}
+        loaded = Path(str(trainer.ckpt_path or "")).absolute()
         for callback in trainer.checkpoint_callbacks:
             state = states.get(callback.state_key) if isinstance(callback, ModelCheckpoint) else None
             old = state.get("dirpath") if isinstance(state, dict) else None
             if not old or callback.dirpath is None or os.path.abspath(old) == os.path.abspath(callback.dirpath):
+                continue
+            if not loaded.is_relative_to(Path(callback.dirpath).absolute().parent):
                 continue
             new = str(callback.dirpath)
 

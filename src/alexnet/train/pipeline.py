@@ -79,7 +79,7 @@ def _train(cfg: DictConfig, out: Path, staged: str | None) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, callbacks, placement = build(cfg)
     ckpt = cfg.get("ckpt_path")
-    step = check_checkpoint(Path(ckpt), cfg, module) if ckpt else 0
+    step = check_checkpoint(Path(ckpt), cfg, module, same_run=state == "resume" and cfg.train) if ckpt else 0
     if state == "resume":
         rank_zero_info(f"resuming {out} from {ckpt} (step {step})")
     # an entry without _target_ is an experiment's setting for a logger this run left out (e.g. logger=csv)

@@ -88,11 +88,12 @@ def existing_run(cfg: DictConfig, out: Path) -> tuple[str, Path | None]:
     return ("resume", checkpoint) if checkpoint else ("fresh", None)
 
 
-def check_checkpoint(path: Path, cfg: DictConfig, module: AlexNetModule) -> int:
-    """The global step of checkpoint `path` once it is known to continue this run, before anything loads it or is
-    pruned to it: it loads safely, was written by src/train.py, by a run of this config (the settings that decide what
-    a run computes; a longer budget and what happens after training aside; a test alone: the net's settings) and its
-    weights have this net's shapes. Otherwise a ConfigError naming the file and what differs."""
+def check_checkpoint(path: Path, cfg: DictConfig, module: AlexNetModule, same_run: bool) -> int:
+    """The global step of checkpoint `path` once it is known to fit this run, before anything loads it or is pruned
+    to it: it loads safely, was written by src/train.py, and its weights have this net's shapes. With `same_run` (a
+    run continued in its own directory) it must be of this run's config too (the settings that decide what a run
+    computes; a longer budget and what happens after training aside); otherwise (a new run started from it, or a
+    test alone) of this net's settings (`model`). Else a ConfigError naming the file and what differs."""
     checkpoint = safe_load(path, mmap=True)  # mmap: the shapes without reading the weights
     saved = checkpoint.get("alexnet_config")
     if not isinstance(saved, dict) or not isinstance(checkpoint.get("state_dict"), dict) or "loops" not in checkpoint:
@@ -102,7 +103,7 @@ def check_checkpoint(path: Path, cfg: DictConfig, module: AlexNetModule) -> int:
         )
     changed = [k for k in differences(what_ran(upgrade(saved)), what_ran(cfg))
                if not (within(k, CONTINUATION) or k in LONGER)]  # fmt: skip
-    if not cfg.get("train", True):  # tested only: the weights must fit, the training recipe may be another's
+    if not same_run:  # the weights must fit; how they are trained on or tested is this run's to say
         changed = [k for k in changed if within(k, ("model",))]
     if changed:
         raise ConfigError(
