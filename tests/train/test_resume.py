@@ -26,7 +26,9 @@ SMALL = ["model.width=0.125", "model.fc_width=64", "data.batch_size=4", "data.te
 
 
 def start(*overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    # not the W&B service of a run in this process (wandb.init exports its address): the run starts its own
+    inherited = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env = {**inherited, **(env or {}), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "src" / "train.py"), *overrides],
         cwd=ROOT,

@@ -30,7 +30,8 @@ from alexnet.train.module import AlexNetModule
 # the runs (never read by training): an edit to a claim's analysis re-judges finished runs, it does not retrain them
 NOT_THE_RUN = ("paths", "ckpt_path", "resume", "hydra", "extras", "optimized_metric", "claim")
 # at any depth; data_dir follows paths.data_dir, so a sweep committed from one checkout is found finished in another
-WHERE = ("default_root_dir", "dirpath", "save_dir", "data_dir", "num_workers")
+# (data.checksums: how local data files are verified, not what the run computes)
+WHERE = ("default_root_dir", "dirpath", "save_dir", "data_dir", "num_workers", "checksums")
 # what happens after training, and the eval-mode training error, which reads the weights and never changes them
 # (train_error_sample: its key in the configs of runs before callbacks.train_eval_error)
 CONTINUATION = ("train", "test", "also_test_crops", "callbacks.train_eval_error", "train_error_sample")
