@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.errors import ConfigError, DataError  # noqa: E402
-from alexnet.jobs.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.jobs.runtime import hide_advertisements, name_the_run, quiet_known_warnings  # noqa: E402
 from alexnet.jobs.sweeps import run_job  # noqa: E402
 from alexnet.train.pipeline import evaluate  # noqa: E402
 
@@ -17,9 +17,10 @@ from alexnet.train.pipeline import evaluate  # noqa: E402
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     quiet_known_warnings()
+    hide_advertisements()
     run_job(lambda: evaluate(cfg), expected=(ConfigError, DataError))
 
 
 if __name__ == "__main__":
-    register_resolvers()
+    name_the_run()
     main()

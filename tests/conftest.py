@@ -403,7 +403,9 @@ def slurm_cluster() -> Iterator[Slurm]:
             _unavailable(lines[-1] if lines else f"cluster.sh up: exit {up.returncode}")
     conf = _cluster("env", timeout=60).stdout.strip().removeprefix("export SLURM_CONF=")
     env = {
-        **os.environ,
+        # not the W&B service of a run in this process (wandb.init exports its address): a job starts its own, which
+        # SLURM's signals reach as they reach the job's other processes
+        **{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
         "SLURM_CONF": conf,
         # the jobs import this checkout's package and run this interpreter's `python`
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
