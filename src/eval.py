@@ -11,7 +11,7 @@ os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.config.command_line import command_line_problems  # noqa: E402
 from alexnet.errors import ConfigError, DataError  # noqa: E402
-from alexnet.jobs.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.jobs.runtime import hide_advertisements, name_the_run, quiet_known_warnings  # noqa: E402
 from alexnet.jobs.sweeps import run_job  # noqa: E402
 from alexnet.train.pipeline import evaluate  # noqa: E402
 
@@ -19,11 +19,12 @@ from alexnet.train.pipeline import evaluate  # noqa: E402
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     quiet_known_warnings()
+    hide_advertisements()
     run_job(lambda: evaluate(cfg), expected=(ConfigError, DataError))
 
 
 if __name__ == "__main__":
-    register_resolvers()
+    name_the_run()
     # a misspelt key (Hydra would say to add it with +), a run directory that cannot be written (a traceback)
     problems = command_line_problems(Path(__file__).resolve().parents[1] / "conf", "eval", sys.argv[1:])
     if problems:

@@ -20,7 +20,7 @@ os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 from alexnet.config.command_line import command_line_problems  # noqa: E402
 from alexnet.errors import ConfigError, DataError  # noqa: E402
 from alexnet.files import write_json  # noqa: E402
-from alexnet.jobs.runtime import register_resolvers  # noqa: E402
+from alexnet.jobs.runtime import name_the_run  # noqa: E402
 from alexnet.train.checkpoints import data_state, load_checkpoint, rebuild  # noqa: E402
 
 
@@ -101,7 +101,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    register_resolvers()
+    name_the_run()
     IMAGES, sys.argv[1:] = split_argv(sys.argv[1:])
     # a misspelt key (Hydra would say to add it with +), a run directory that cannot be written (a traceback)
     problems = command_line_problems(Path(__file__).resolve().parents[1] / "conf", "predict", sys.argv[1:])

@@ -11,7 +11,7 @@ os.environ.setdefault("ALEXNET_ROOT", str(Path(__file__).resolve().parents[1]))
 
 from alexnet.data.stats import STATS, describe, save_stats  # noqa: E402
 from alexnet.errors import ConfigError, DataError  # noqa: E402
-from alexnet.jobs.runtime import register_resolvers  # noqa: E402
+from alexnet.jobs.runtime import name_the_run  # noqa: E402
 from alexnet.train.build import build_data  # noqa: E402
 
 
@@ -41,5 +41,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    register_resolvers()
+    name_the_run()
     main()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig  # noqa: E402
 from alexnet.config.command_line import command_line_problems  # noqa: E402
 from alexnet.config.schema import removed_overrides  # noqa: E402
 from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (python src/train.py finds the package)
-from alexnet.jobs.runtime import quiet_known_warnings, register_resolvers  # noqa: E402
+from alexnet.jobs.runtime import hide_advertisements, name_the_run, quiet_known_warnings  # noqa: E402
 from alexnet.jobs.sweeps import run_job  # noqa: E402
 from alexnet.train.console import apply_extras  # noqa: E402
 from alexnet.train.pipeline import train  # noqa: E402
@@ -53,6 +53,7 @@ def main(cfg: DictConfig) -> float | None:
     # lines above: from here on the warning is ours, not submitit's (alexnet.jobs.slurm)
     listen_for_preemption()
     quiet_known_warnings()
+    hide_advertisements()
     # a single run's bad setting: one line and exit status 1; a sweep records the failed job and goes on
     return run_job(
         lambda: train_and_score(cfg), expected=(ConfigError, DataError, FloatingPointError), fatal=(Interrupted,)
@@ -60,7 +61,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    register_resolvers()  # ${alexnet.run_id:}, the run directory's name (conf/hydra/default.yaml)
+    name_the_run()  # ALEXNET_RUN_ID, the run directory's name (conf/hydra/default.yaml)
     sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides, directory and newest checkpoint
     for removed in removed_overrides(sys.argv[1:]):  # Hydra would say only that the key is not in the config
         sys.exit(f"error: {removed}")

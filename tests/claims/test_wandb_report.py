@@ -58,6 +58,7 @@ def summary_of(records: list[Any]) -> dict[str, Any]:
     return summary
 
 
+@pytest.mark.slow
 def test_compare_logs_the_claims_verdict_seeds_and_figures_into_its_experiments_wandb_group(
     tmp_path: Path, run_cli
 ) -> None:
@@ -99,11 +100,9 @@ def test_compare_logs_the_claims_verdict_seeds_and_figures_into_its_experiments_
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (files / "media" / "images").glob("*.png"))
     assert not (out / "forest.png").exists()  # the report's folder keeps its own files
 
-    # regenerated, the report continues the same W&B run; --wandb disabled logs nothing
+    # regenerated, the report continues the same W&B run
     again = run_cli("compare.py", str(TOWERS), "--out", str(out), env=env, timeout=300)
     assert again.returncode == 0 and {p.name[-8:] for p in (out / "wandb").glob("offline-run-*")} == {folder.name[-8:]}
-    quiet = run_cli("compare.py", str(TOWERS), "--out", str(tmp_path / "quiet"), "--wandb", "disabled", env=env)
-    assert quiet.returncode == 0 and not (tmp_path / "quiet" / "wandb").exists()
 
 
 @pytest.mark.parametrize("requested, env, online_run, expected", [

@@ -1,12 +1,18 @@
 """What a user of the Lightning + Hydra template expects, through the real `python src/train.py`: a multirun that
 goes on past a failed job, job folders that never collide, ddp_spawn refused at the check, and the template's
 conventions (hparams_search with Optuna, logger=tensorboard, debug=profiler|limit|fdr, trainer=ddp|ddp_sim,
-extras)."""
+extras; eval.py's trainer, logger, data and model groups, callbacks.early_stopping, conf/local/, a config composed
+from Python, no advertisements in a run's output)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +20,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from alexnet.config.checks import check_config
-from conftest import CONF, data_overrides, write_fashion_mnist
+from conftest import CONF, ROOT, data_overrides, write_fashion_mnist
 
 # a narrower net than the default and a centre-crop test: what these runs check does not depend on the net
 SMALL_NET = ["model.width=0.125", "model.fc_width=64", "data.test_crops=1"]
@@ -37,19 +43,13 @@ def _summary(job: Path) -> dict:
 # --- the four bugs -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "launcher",
-    [pytest.param([], id="in_process"), pytest.param(["hydra/launcher=cpu_jobs"], id="joblib", marks=pytest.mark.slow)],
-)
-def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(
-    launcher: list[str], tmp_path: Path, data_dir: Path, run_cli
-) -> None:
-    # ablate_pca first: it needs ILSVRC (data.root is not set) and fails its check; the sweep must still run baseline.
-    # Joblib's jobs run their Hydra callbacks in its worker processes: the sweep counts them by their folders
+def test_a_multirun_goes_on_past_a_failed_job_and_names_it_at_the_end(tmp_path: Path, data_dir: Path, run_cli):
+    # ablate_pca first: it needs ILSVRC (data.root is not set) and fails its check; the sweep must still run baseline
+    # (the jobs of other launchers, counted by their folders: tests/slurm)
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "train.py", "-m", "experiment=ablate_pca,baseline", f"paths.data_dir={data_dir}", "data.val_size=100",
-        *QUICK, *launcher, f"hydra.sweep.dir={sweep}",
+        *QUICK, f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     failed, done = sweep / "ablate_pca_no_pca_seed12345", sweep / "baseline_baseline_seed12345"
     assert _summary(done)["experiment"] == "baseline", proc.stderr[-3000:]  # the job after the failure ran
@@ -246,3 +246,107 @@ def test_extras_enforce_tags_refuses_an_untagged_run_where_nobody_can_type_them(
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: extras.enforce_tags=true and this run has no tags")
     assert "tags=[" in proc.stderr and not (run_dir / "config.yaml").exists()
+
+
+# --- the template's conventions (#31) ------------------------------------------------------------------------------
+
+
+def test_eval_takes_the_trainer_logger_data_and_model_groups(fast_run, run_cli, tmp_path: Path, fmnist_dir: Path):
+    _, run_dir = fast_run  # width 0.125, centre-crop test
+    # a partial evaluation on the trainer group's Trainer, its metrics to the logger group's CSV logger too
+    partial = run_cli("eval.py", f"run_dir={run_dir}", "trainer.limit_test_batches=2", "logger=csv",
+                      f"hydra.run.dir={tmp_path}/partial")  # fmt: skip
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    report = json.loads((tmp_path / "partial" / "eval.json").read_text())
+    assert report["test_batches"] == 2 and report["limit_test_batches"] == 2 and report["test_crops"] == 1
+    logged = (tmp_path / "partial" / "metrics.csv").read_text().splitlines()
+    header, row = logged[0].split(","), dict(zip(logged[0].split(","), logged[1].split(","), strict=True))
+    assert "test/top1_err" in header and float(row["test/top1_err"]) == report["test"]["test/top1_err"]
+    # a data option replaces the run's data config whole (here: the same images, with ten crops)
+    data = run_cli("eval.py", f"run_dir={run_dir}", "data=fashion_mnist", *data_overrides(fmnist_dir),
+                   "data.test_crops=10", "trainer.limit_test_batches=1", f"hydra.run.dir={tmp_path}/data")  # fmt: skip
+    assert data.returncode == 0, data.stderr[-3000:]
+    assert json.loads((tmp_path / "data" / "eval.json").read_text())["test_crops"] == 10
+    # a model option must fit the checkpoint's weights: the default net is twice as wide as the run's
+    model = run_cli("eval.py", f"run_dir={run_dir}", "model=alexnet_mini", f"hydra.run.dir={tmp_path}/model")
+    assert model.returncode == 1 and "the checkpoint's weights do not fit this net" in model.stderr
+    wrong_data = run_cli("eval.py", f"run_dir={run_dir}", "data=synthetic", f"hydra.run.dir={tmp_path}/wrong")
+    assert wrong_data.returncode == 1
+    assert "error: data: the net takes num_classes=10, the data gives num_classes=1000" in wrong_data.stderr
+    assert_no_advertisements(partial.stdout + partial.stderr + data.stdout + data.stderr)
+
+
+def assert_no_advertisements(output: str) -> None:
+    """No third-party advertisements in a run's output: Lightning 2.6 offers its paid services (litlogger, litmodels)
+    as it builds a Trainer, marked `💡 Tip:` (jobs.runtime.hide_advertisements)."""
+    assert "💡" not in output and "litlogger" not in output and "litmodels" not in output
+
+
+def test_early_stopping_is_an_option_beside_the_plateau_stop(train_run) -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train")
+    assert cfg.callbacks.early_stopping.patience is None and cfg.scheduler.max_reductions  # off; the paper's stop on
+    # a decrease of at least 1 (all the error there is) never comes: patience 0 ends the run at its second validation
+    quick = [*QUICK, "trainer.max_epochs=4"]
+    proc, run_dir = train_run(*quick, "callbacks.early_stopping.patience=0", "callbacks.early_stopping.min_delta=1")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    summary = _summary(run_dir)
+    assert summary["epochs"] == 2 and summary["early_stopped_epoch"] == 1
+    assert "Monitored metric val/top1_err did not improve" in output
+    assert_no_advertisements(output)
+    refused, _ = train_run(*quick, "callbacks.early_stopping.patience=-1")
+    assert refused.returncode == 1 and "callbacks.early_stopping.patience=-1" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_machines_own_settings_in_conf_local_apply_to_every_run_and_git_ignores_them(
+    tmp_path: Path, fmnist_dir: Path
+) -> None:
+    # a copy of the entry points and the config (the checkout's own conf/local/ stays untouched): its
+    # conf/local/default.yaml as a user writes it
+    copy = tmp_path / "checkout"
+
+    def left_out(folder: str, names: list[str]) -> set[str]:  # caches, and this checkout's own local settings
+        local = Path(folder) == ROOT / "conf" / "local"
+        return {n for n in names if n == "__pycache__" or local and n != "README.md"}
+
+    for part in ("src", "conf"):
+        shutil.copytree(ROOT / part, copy / part, ignore=left_out)
+    (copy / "conf" / "local" / "default.yaml").write_text("# @package _global_\nseed: 4242\ntags: [this_machine]\n")
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(copy / "src" / "train.py"), *data_overrides(fmnist_dir), *QUICK,
+               f"hydra.run.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _summary(run_dir)["seed"] == 4242 and yaml.safe_load((run_dir / "config.yaml").read_text())["tags"] == [
+        "this_machine"]  # fmt: skip
+    ignored = subprocess.run(["git", "check-ignore", "-q", "conf/local/default.yaml"], cwd=ROOT)
+    if ignored.returncode != 128:  # 128: not a git checkout (an unpacked archive)
+        assert ignored.returncode == 0, "git does not ignore conf/local/default.yaml"
+        assert subprocess.run(["git", "check-ignore", "-q", "conf/local/README.md"], cwd=ROOT).returncode == 1
+
+
+def test_the_config_composes_and_resolves_from_python_without_an_entry_point(tmp_path: Path) -> None:
+    # a fresh interpreter, as a notebook or another program: nothing of ours registered, no src/train.py run
+    code = (
+        "import json; from hydra import compose, initialize_config_dir; from hydra.utils import instantiate\n"
+        f"with initialize_config_dir(config_dir={str(CONF)!r}, version_base='1.3'):\n"
+        "    cfg = compose('train', overrides=['experiment=ablate_lrn'], return_hydra_config=True)\n"
+        "net = instantiate(cfg.model)\n"
+        "print(json.dumps([cfg.hydra.run.dir, cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir, type(net).__name__]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ALEXNET_RUN_ID"}
+    run = [sys.executable, "-c", code]
+    done = subprocess.run(run, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT / "src")}, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir, sweep_dir, subdir, net = json.loads(done.stdout.strip().splitlines()[-1])
+    stamp = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"
+    assert re.fullmatch(rf".*/logs/train/runs/{stamp}", run_dir), run_dir  # named by the time alone
+    assert re.fullmatch(rf".*/logs/train/multiruns/ablate_lrn/{stamp}", sweep_dir), sweep_dir
+    assert subdir == "ablate_lrn_constant_seed12345" and net == "AlexNet"  # the ablated arm, the default seed
+    named = subprocess.run(run, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT / "src"), "ALEXNET_RUN_ID": "mine"},
+                           capture_output=True, text=True)  # fmt: skip
+    assert json.loads(named.stdout.strip().splitlines()[-1])[0].endswith("/logs/train/runs/mine")

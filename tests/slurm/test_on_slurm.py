@@ -171,6 +171,7 @@ def test_a_cancelled_launcher_job_is_listed_in_the_projects_words_with_wandb_on(
     assert "Traceback" not in proc.stderr and "UncompletedJobError" not in proc.stderr
     assert (job_dir / "checkpoints" / "on_exception.ckpt").exists() and (sweep / "1" / "summary.json").exists()
     assert json.loads((job_dir / "failed.json").read_text())["error"] == "Interrupted"
+    assert "W&B could not close its run" in (job_dir / "train.log").read_text()  # the kill reached W&B's service too
 
 
 def submit(slurm: Slurm, tmp_path: Path, *overrides: str) -> tuple[str, Path]:
@@ -224,4 +225,5 @@ def test_a_cancelled_sbatch_job_says_so_in_the_projects_words_with_wandb_on(
     text = output.read_text()
     assert "error: killed (SIGTERM) at step" in text and f"Resume with: python src/train.py resume={run}" in text
     assert "Traceback" not in text and "ConnectionResetError" not in text.split("error: killed")[1]
+    assert "W&B could not close its run" in text  # the kill reached W&B's service too, and did not hide the kill
     assert (run / "checkpoints" / "on_exception.ckpt").exists() and not (run / "summary.json").exists()

@@ -217,6 +217,9 @@ RULES: dict[str, Rule] = {
     "callbacks.train_eval_error.every": Rule(
         optional(integer(1)), "null (once, after training) or a number of epochs >= 1"
     ),
+    "callbacks.early_stopping.monitor": Rule(one_of(*VAL_METRICS), ", ".join(VAL_METRICS)),
+    "callbacks.early_stopping.patience": Rule(optional(integer(0)), "null (off) or a number of validations >= 0"),
+    "callbacks.early_stopping.min_delta": Rule(number(0), "a number >= 0 (the least decrease that counts)"),
     "logger.wandb.mode": Rule(one_of("auto", "online", "offline", "disabled"), "auto, online, offline or disabled"),
 }
 

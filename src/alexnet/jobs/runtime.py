@@ -1,22 +1,43 @@
 """What the entry points set up for their process, explicitly: no module of the package does any of this when it
-is imported. src/*.py call register_resolvers() before Hydra composes the config, and the Hydra task functions of
-train.py and eval.py call quiet_known_warnings() (they also run in a launcher's worker processes)."""
+is imported. src/*.py call name_the_run() before Hydra composes the config, and the Hydra task functions of
+train.py and eval.py call quiet_known_warnings() and hide_advertisements() (they also run in a launcher's worker
+processes)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
-
-from omegaconf import OmegaConf
 
 from alexnet.jobs.slurm import run_id
 
+RUN_ID = "ALEXNET_RUN_ID"  # conf/hydra/default.yaml names the run (and sweep) directory with it
 
-def register_resolvers() -> None:
-    """`${alexnet.run_id:}`, which conf/hydra/default.yaml names the run directory with (slurm.run_id). Cached: the
-    directory Hydra creates and the one the run writes to are the same."""
-    OmegaConf.register_new_resolver("alexnet.run_id", run_id, use_cache=True, replace=True)
+
+def name_the_run() -> None:
+    """This process's run directory name (slurm.run_id: the time and a random suffix; under SLURM the job's id) in
+    ALEXNET_RUN_ID, which conf/hydra/default.yaml reads with OmegaConf's own `oc.env`, falling back on Hydra's `now`:
+    a config composed from Python (hydra.compose) resolves without any resolver of ours. One value per process: the
+    directory Hydra creates and the one the run writes to are the same, and a launcher's job processes inherit it."""
+    os.environ[RUN_ID] = run_id()
 
 
 def quiet_known_warnings() -> None:
     """Warnings no user can act on. torch 2.13 deprecates LeafSpec, which Lightning 2.6 still builds on every step."""
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+
+
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's promotions of its paid services (litlogger, litmodels), which it marks `💡 Tip:`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def hide_advertisements() -> None:
+    """No third-party advertisements in a run's output. Lightning 2.6 logs them at INFO through its rank-zero
+    loggers, as it builds every Trainer; the filter sits on those loggers (idempotent)."""
+    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdvertisements) for f in logger.filters):
+            logger.addFilter(_NoAdvertisements())

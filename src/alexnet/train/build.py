@@ -96,6 +96,7 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     instantiate("optimizer", optimizer, [torch.zeros(1, requires_grad=True)])  # check its values now
     callbacks = [instantiate(f"callbacks.{k}", v) for k, v in (cfg.get("callbacks") or {}).items() if v]
     callbacks = replace_on_exception(callbacks)  # saves only a state this process restored (checkpoints.py)
+    callbacks = [c for c in callbacks if c is not None]  # an option that is off (callbacks.early_stopping)
     callbacks.insert(0, RandomStreams(cfg.seed))  # not optional: resuming and paired arms depend on it
     if slurm_job_id():  # SLURM's warning (SIGUSR1/2, heard from the process's start): checkpoint, requeue (requeue.py)
         callbacks.append(SlurmRequeue())

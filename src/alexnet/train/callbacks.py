@@ -1,5 +1,5 @@
-"""Callbacks: the run's random streams (exact resume, paired arms), Fig. 1's steps to a training error (§3.1), and the
-state saved when a run is stopped by an exception."""
+"""Callbacks: the run's random streams (exact resume, paired arms), Fig. 1's steps to a training error (§3.1), the
+state saved when a run is stopped by an exception, and early stopping as an option beside the paper's plateau stop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from alexnet.config.schema import require
@@ -214,3 +214,25 @@ def replace_on_exception(callbacks: list[L.Callback]) -> list[L.Callback]:
     """`callbacks` with Lightning's OnExceptionCheckpoint (named by the config, so that the configs of runs stay
     comparable across versions) replaced by SaveOnException at the same place."""
     return [SaveOnException(c.dirpath, c.filename) if isinstance(c, OnExceptionCheckpoint) else c for c in callbacks]
+
+
+class EarlyStop(EarlyStopping, SummaryContributor):
+    """Lightning's EarlyStopping, saying in summary.json whether it ended the run (`early_stopped_epoch`)."""
+
+    def summary(self) -> dict[str, Any]:
+        return {"early_stopped_epoch": self.stopped_epoch or None}
+
+
+def early_stopping(
+    monitor: str = "val/top1_err", patience: int | None = None, min_delta: float = 0.0
+) -> EarlyStop | None:
+    """callbacks.early_stopping: Lightning's early stop, off unless `patience` is set. The paper's own stop is the
+    plateau schedule's (scheduler=plateau: the rate divided by 10 when `monitor` stops improving, the run ended at the
+    plateau after the last division); this one ends a run after `patience` validations in which `monitor` fell by
+    less than `min_delta`, whatever the rate, beside it (and with any schedule). Its state is in the checkpoint: a
+    resumed run counts on. None when off (build leaves it out)."""
+    require("callbacks.early_stopping", monitor=monitor, patience=patience, min_delta=min_delta)
+    if patience is None:
+        return None
+    # every monitored metric is an error or a loss: lower is better
+    return EarlyStop(monitor=monitor, patience=patience, min_delta=min_delta, mode="min", verbose=True)

@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.data import ImageDataModule
 from alexnet.errors import ConfigError
@@ -202,7 +202,8 @@ def data_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
     """The checkpoint named by `cfg.ckpt_path`, or `cfg.run_dir`'s best one; its contents and the run's config,
-    with the data settings `cfg` overrides (test_crops, batch_size when not null) and model.devices."""
+    with what `cfg` replaces: a data or model option (eval.yaml's groups), the data settings test_crops and batch_size
+    when not null, and model.devices. `cfg`'s seed, experiment_name, arm and tags, where null, become the run's."""
     if cfg.ckpt_path:
         ckpt_path = Path(cfg.ckpt_path)
     elif cfg.run_dir:
@@ -221,12 +222,40 @@ def load_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any], DictConfig]:
         )
     checkpoint["alexnet_config"] = upgrade(checkpoint["alexnet_config"])  # an older version's import paths
     run_cfg = OmegaConf.create(checkpoint["alexnet_config"])
+    with open_dict(cfg):  # what the evaluation's groups interpolate: the run's own seed, experiment, arm and tags
+        for key in ("seed", "experiment_name", "arm", "tags"):
+            if key in cfg and cfg[key] in (None, []) and run_cfg.get(key) is not None:
+                cfg[key] = run_cfg[key]
+    chosen = {g: OmegaConf.to_container(cfg[g]) for g in ("data", "model") if cfg.get(g) is not None}
+    if chosen:  # an option chosen for the evaluation (eval.yaml) replaces the run's own, whole
+        run_cfg = replace_groups(run_cfg, chosen, OmegaConf.to_container(cfg.paths, resolve=True))
     for key in ("test_crops", "batch_size"):
         if cfg.get(key) is not None:
             run_cfg.data[key] = cfg[key]
     if cfg.get("devices", "run") != "run":  # e.g. a split run evaluated on one device: devices=null
         run_cfg.model.devices = cfg.devices
     return ckpt_path, checkpoint, run_cfg
+
+
+def replace_groups(run_cfg: DictConfig, chosen: dict[str, Any], paths: dict[str, Any]) -> DictConfig:
+    """The run's config with whole groups replaced, resolved where they stand: a data option's paths are this
+    machine's and its seed the run's; a net's sizes (model.num_classes: ${data.num_classes}) the data's. A net and
+    data that do not fit each other are refused here, before anything is built."""
+    context = OmegaConf.create(OmegaConf.to_container(run_cfg))
+    context.paths = paths
+    for group, node in chosen.items():
+        context[group] = node
+    try:
+        replaced = OmegaConf.create(OmegaConf.to_container(context, resolve=True))
+    except Exception as e:  # an interpolation a chosen option needs and this config lacks
+        raise ConfigError(f"{' and '.join(chosen)}: {e}") from e
+    net, data = replaced.model, replaced.data
+    for size, of_data in (("num_classes", "num_classes"), ("in_channels", "channels"), ("input_size", "crop_size")):
+        if size in net and of_data in data and net[size] != data[of_data]:
+            raise ConfigError(
+                f"{' and '.join(chosen)}: the net takes {size}={net[size]}, the data gives {of_data}={data[of_data]}"
+            )
+    return replaced
 
 
 def rebuild(checkpoint: dict[str, Any], run_cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule]:
@@ -236,5 +265,9 @@ def rebuild(checkpoint: dict[str, Any], run_cfg: DictConfig) -> tuple[AlexNetMod
     module = AlexNetModule(
         net, optimizer=None, num_classes=datamodule.num_classes, run_config=checkpoint["alexnet_config"]
     )
-    module.load_state_dict(in_layout_of(module.net, checkpoint["state_dict"]))
+    try:
+        module.load_state_dict(in_layout_of(module.net, checkpoint["state_dict"]))
+    except RuntimeError as e:  # a model option (eval.py model=...) whose net is not the checkpoint's
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"model: the checkpoint's weights do not fit this net ({first} ...)") from e
     return module, datamodule

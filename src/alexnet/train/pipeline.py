@@ -248,14 +248,26 @@ def record_run(
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Rebuild a finished run from the config saved in its checkpoint and test it (src/eval.py)."""
+    """Rebuild a finished run from the config saved in its checkpoint (or the data and model options eval.yaml
+    chose instead) and test it on the trainer group's Trainer, its metrics to the logger group's loggers too
+    (src/eval.py)."""
     ckpt_path, checkpoint, run_cfg = load_checkpoint(cfg)
     module, datamodule = rebuild(checkpoint, run_cfg)
-    placement = {"accelerator": cfg.accelerator, "devices": 1, **tower_placement(run_cfg.model.get("devices"), "auto")}
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, **placement)
-    results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
-    print_metrics_table(test_title(datamodule.test_crops, ckpt_path), results)
-    report = {"checkpoint": str(ckpt_path), "test_crops": datamodule.test_crops, "test": results}
+    loggers = [instantiate(f"logger.{k}", v) for k, v in (cfg.get("logger") or {}).items() if v and "_target_" in v]
+    placement = tower_placement(run_cfg.model.get("devices"), cfg.trainer.get("strategy", "auto"))
+    trainer = instantiate("trainer", cfg.trainer, logger=loggers or False, enable_checkpointing=False, **placement)
+    try:
+        results = to_float_dict(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    except BaseException as e:
+        finish_wandb(e)
+        raise
+    finish_wandb()
+    tested = int(trainer.num_test_batches[0])
+    limit = cfg.trainer.get("limit_test_batches")
+    title = test_title(datamodule.test_crops, ckpt_path) + (f", {tested} batches" if limit is not None else "")
+    print_metrics_table(title, results)
+    report = {"checkpoint": str(ckpt_path), "test_crops": datamodule.test_crops, "test": results,
+              "test_batches": tested, "limit_test_batches": limit, "data": run_cfg.data.get("_target_")}  # fmt: skip
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "eval.json", report)

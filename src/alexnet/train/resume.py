@@ -48,7 +48,12 @@ def what_ran(cfg: DictConfig | dict) -> dict[str, Any]:
             return {k: strip(v) for k, v in node.items() if k not in WHERE}
         return node
 
-    return {k: strip(v) for k, v in container.items() if k not in NOT_THE_RUN}
+    ran = {k: strip(v) for k, v in container.items() if k not in NOT_THE_RUN}
+    # an option that is off computes what its absence did: a run from before callbacks.early_stopping is the same run
+    callbacks = ran.get("callbacks") or {}
+    if "early_stopping" in callbacks and (callbacks["early_stopping"] or {}).get("patience") is None:
+        del callbacks["early_stopping"]
+    return ran
 
 
 def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
