@@ -82,6 +82,8 @@ class ImageFolderDataModule(ImageDataModule):
                 jpeg_quality=jpeg_quality)  # fmt: skip
         if channels != 3:
             raise ValueError(f"channels={channels}: images are decoded to RGB, so channels=3")
+        if num_classes is None:  # null: as many as there are (conf/data/imagefolder.yaml)
+            num_classes = count_classes_or_store(root, store_dir, stored_size)
         if num_classes is None:
             raise ValueError(f"num_classes is null: no class folders found in {root}/train; check data.root")
         super().__init__(num_classes, channels, stored_size, crop_size, **kwargs)
@@ -252,9 +254,8 @@ class ImageNetDataModule(ImageFolderDataModule):
     config_name = "imagenet"
 
 
-def _num_classes(root: str | None, store_dir: str | None = None, stored_size: int = 256) -> int | None:
-    """`${alexnet.num_classes:${data.root},...}` in conf/data/imagefolder.yaml: the class folders of train/,
-    or the classes of a store when the raw tree is gone."""
+def count_classes_or_store(root: str | None, store_dir: str | None = None, stored_size: int = 256) -> int | None:
+    """data.num_classes=null: the class folders of root/train, or the classes of a store when the raw tree is gone."""
     if not root:
         return None
     found = count_classes(root)
@@ -264,4 +265,5 @@ def _num_classes(root: str | None, store_dir: str | None = None, stored_size: in
     return found
 
 
-OmegaConf.register_new_resolver("alexnet.num_classes", _num_classes, replace=True)
+# configs saved before data.num_classes was null (runs of 2026-12-07 and earlier) name this resolver
+OmegaConf.register_new_resolver("alexnet.num_classes", count_classes_or_store, replace=True)

@@ -85,6 +85,8 @@ def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callb
     the config group in the message."""
     check_values(cfg)
     datamodule = build_data(cfg)  # first: its own checks (e.g. PCA noise needs RGB) say most
+    if cfg.data.get("num_classes") is None:  # data=imagefolder: as many as the folders hold, now in the run's config
+        cfg.data.num_classes = datamodule.num_classes
     check_budget(cfg)
     with torch.random.fork_rng(devices=[]):  # the init stream (streams.py): the same weights for every arm of a seed
         torch.manual_seed(stream_seed(cfg.seed, "init"))
