@@ -104,6 +104,7 @@ ROOT_LEAVES = {
     "alexnet.files",
     "alexnet.geometry",
     "alexnet.legacy",
+    "alexnet.wandb_access",
 }
 
 

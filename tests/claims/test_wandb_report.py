@@ -124,3 +124,15 @@ def test_the_claims_wandb_mode_follows_the_runs_offline_first(
         parents=True)  # fmt: skip
     run = Run(path=run_dir, cfg={}, summary={"seed": 1}, arm="lrn", metrics={})
     assert choose_mode(requested, [run]) == expected
+
+
+@pytest.mark.slow
+def test_compare_asked_for_wandb_online_without_a_route_says_so_and_keeps_the_report(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "towers"
+    env = {**os.environ, "WANDB_API_KEY": "0" * 40, "WANDB_BASE_URL": "https://wandb.invalid"}
+    proc = run_cli("compare.py", str(TOWERS), "--out", str(out), "--wandb", "online", env=env, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "--wandb online: the W&B server https://wandb.invalid cannot be reached" in proc.stderr
+    assert "--wandb offline" in proc.stderr
+    assert (out / "report.md").is_file() and (out / "claim.json").is_file()  # the analysis is not lost
+    assert not (out / "wandb").exists() or not any((out / "wandb").glob("*run-*"))

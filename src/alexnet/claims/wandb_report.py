@@ -20,6 +20,7 @@ from alexnet.claims import plots
 from alexnet.claims.runs import Run
 from alexnet.claims.verdict import compared_values
 from alexnet.claims.verdict_tables import family_view, fmt_delta, plain_table, verdict_cells
+from alexnet.wandb_access import why_not_online
 
 MODES = ("auto", "offline", "online", "disabled")
 PROJECT = "alexnet-2012"  # conf/logger/wandb.yaml's, for runs that did not log to W&B
@@ -99,6 +100,10 @@ def log_claim(claim_record: dict, figures: list[Path], runs: list[Run], out: Pat
     mode = choose_mode(mode, runs)
     if mode == "disabled" or not claim_record["comparisons"]:
         return None
+    why = why_not_online("--wandb online", f"the report in {out} is written; log it with --wandb offline and upload it "
+                         "later with `wandb sync`") if mode == "online" else None  # fmt: skip
+    if why:
+        raise ValueError(why)
     import wandb
 
     folder = out / "wandb"

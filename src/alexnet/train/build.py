@@ -26,9 +26,9 @@ from alexnet.jobs.requeue import SlurmRequeue
 from alexnet.jobs.slurm import slurm_job_id
 from alexnet.streams import stream_seed
 from alexnet.train.callbacks import RandomStreams, replace_on_exception
-from alexnet.train.loggers import has_credentials
 from alexnet.train.module import AlexNetModule
 from alexnet.train.strategies import PairedDDPStrategy, TwoDeviceStrategy
+from alexnet.wandb_access import OFFLINE, why_not_online
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/alexnet: a frame in any wing
 # the TypeErrors Python raises when a call's arguments do not fit the signature: a misspelt or missing config key
@@ -134,21 +134,18 @@ def check_values(cfg: DictConfig) -> None:
 
 
 def logger_problems(cfg: DictConfig) -> list[str]:
-    """W&B asked to log online (logger.wandb.mode=online, or WANDB_MODE=online under mode=auto) where it has no API
-    key (loggers.has_credentials: WANDB_API_KEY or ~/.netrc): wandb would stop the run with a UsageError traceback
-    once the data is read, or wait at a prompt for a key."""
+    """W&B asked to log online (logger.wandb.mode=online, or WANDB_MODE=online under mode=auto) where it cannot
+    (wandb_access.why_not_online: no API key, or no route to its server), found before the data is read."""
     wandb = (cfg.get("logger") or {}).get("wandb")
     if not wandb or "_target_" not in wandb:  # an experiment's W&B settings for a run that logs only to CSV
         return []
     mode, source = wandb.get("mode", "auto"), "logger.wandb.mode"
     if mode == "auto" and os.environ.get("WANDB_MODE"):  # what loggers.resolve_mode follows
         mode, source = os.environ["WANDB_MODE"], "WANDB_MODE"
-    if mode != "online" or has_credentials():
+    if mode != "online":
         return []
-    return [
-        f"{source}=online: W&B has no API key here (neither WANDB_API_KEY nor ~/.netrc): run `wandb login` first, or "
-        "log offline with WANDB_MODE=offline (or logger.wandb.mode=offline) and upload later with `wandb sync`"
-    ]
+    why = why_not_online(f"{source}=online", offline=f"{OFFLINE} (or logger.wandb.mode=offline)")
+    return [why] if why else []
 
 
 def tower_placement(devices: list[str] | None, strategy: Any) -> dict[str, Any]:

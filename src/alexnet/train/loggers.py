@@ -4,43 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import netrc
 import os
 import secrets
-import socket
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from alexnet.config.schema import require
+from alexnet.wandb_access import has_credentials, server_reachable
 
 log = logging.getLogger(__name__)
-
-
-def has_credentials() -> bool:
-    """An API key in the environment or in ~/.netrc (where `wandb login` puts it)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
-def server_reachable(timeout: float = 2.0) -> bool:
-    """Whether the W&B server (WANDB_BASE_URL, default api.wandb.ai) accepts a connection: a compute node
-    with credentials but no route out would otherwise wait out wandb's init timeout, then fail."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def resolve_mode(mode: str) -> str:
