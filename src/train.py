@@ -20,7 +20,7 @@ from omegaconf import DictConfig  # noqa: E402
 from alexnet.config.command_line import command_line_problems  # noqa: E402
 from alexnet.config.schema import removed_overrides  # noqa: E402
 from alexnet.errors import ConfigError, DataError, Interrupted  # noqa: E402  (python src/train.py finds the package)
-from alexnet.jobs.runtime import hide_advertisements, name_the_run, quiet_known_warnings  # noqa: E402
+from alexnet.jobs.runtime import hide_advertisements, name_the_experiment, name_the_run, quiet_known_warnings  # noqa: E402
 from alexnet.jobs.sweeps import run_job  # noqa: E402
 from alexnet.train.console import apply_extras  # noqa: E402
 from alexnet.train.pipeline import train  # noqa: E402
@@ -52,6 +52,7 @@ def main(cfg: DictConfig) -> float | None:
     # a launcher's job (submitit: one SLURM job each) runs this function in a process of its own, without the
     # lines above: from here on the warning is ours, not submitit's (alexnet.jobs.slurm)
     listen_for_preemption()
+    name_the_experiment(cfg)
     quiet_known_warnings()
     hide_advertisements()
     # a single run's bad setting: one line and exit status 1; a sweep records the failed job and goes on

@@ -75,11 +75,22 @@ def mini_kwargs(**overrides) -> dict:
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config src/train.py's task gets: Hydra's own node taken out, the experiment named from its choice."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
+        cfg.experiment_name = cfg.experiment_name  # read from hydra.runtime.choices while that is there
         cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
     return cfg
+
+
+def checked_build(cfg: DictConfig) -> tuple:
+    """What pipeline.train does with a config before the run starts: check every value once, then build the parts."""
+    from alexnet.train.build import build, check_values
+
+    check_values(cfg)
+    return build(cfg)
 
 
 @pytest.fixture

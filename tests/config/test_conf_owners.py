@@ -64,12 +64,14 @@ def test_every_budget_states_its_rate_and_epochs_and_nothing_else_does() -> None
 def test_a_claim_is_its_own_group_and_every_run_records_the_claim_it_was_run_for() -> None:
     for experiment in sorted((CONF / "experiment").glob("ablate_*.yaml")):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("train", overrides=[f"experiment={experiment.stem}"])
+            cfg = compose("train", overrides=[f"experiment={experiment.stem}"], return_hydra_config=True)
         assert "\nclaim:" not in experiment.read_text()  # the experiment names its claim; conf/claim/ states it
         assert OmegaConf.to_container(cfg.claim) == OmegaConf.to_container(
             OmegaConf.load(CONF / "claim" / experiment.name)
         )
-        assert cfg.tags == [experiment.stem] == [cfg.experiment_name]  # the name written once, in the experiment
+        # the name written once: the experiment's file name, read from Hydra's record of the choice
+        assert cfg.tags == [experiment.stem] == [cfg.experiment_name]
+        assert "experiment_name:" not in experiment.read_text()
     assert "claim" not in flat([]) and not any(k.startswith("claim.") for k in flat([]))  # no experiment, no claim
     # a claim over another experiment's runs has no experiment of its own
     for name in ("ablate_test_crops", "ablate_lrn_removed"):

@@ -14,7 +14,7 @@ from alexnet.data import FashionMNISTDataModule
 from alexnet.train.callbacks import TrainEvalError
 from alexnet.train.optim import PaperSGD, PlateauSchedule
 from alexnet.train.pipeline import ConfigError, build
-from conftest import CONF, compose_train, data_overrides
+from conftest import CONF, checked_build, compose_train, data_overrides
 
 # experiment_base: not a group to select, the shared start of the experiments (composed by each of them)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment_base"))
@@ -125,7 +125,7 @@ def test_defaults_are_the_papers_recipe(tmp_path: Path) -> None:
 def test_bad_values_are_named(override: str, words: list[str], train_cfg) -> None:
     cfg = train_cfg(override)
     with pytest.raises(ConfigError) as e:
-        build(cfg)
+        checked_build(cfg)
     for word in words:
         assert word in str(e.value)
 

@@ -17,7 +17,7 @@ from alexnet.errors import DataError
 from alexnet.model.net import PAPER_FAN_IN, Dropout
 from alexnet.train.optim import PaperSGD, parameter_groups
 from alexnet.train.pipeline import build, train
-from conftest import compose_train, data_overrides, mini_kwargs, write_fashion_mnist
+from conftest import checked_build, compose_train, data_overrides, mini_kwargs, write_fashion_mnist
 
 MINI = mini_kwargs()
 
@@ -171,7 +171,7 @@ def test_the_run_decays_biases_as_configured(tmp_path: Path, fmnist_dir: Path) -
         assert all(p.ndim == 1 for p in groups[1]["params"]) and all(p.ndim > 1 for p in groups[0]["params"])
     cfg = compose_train([*data_overrides(fmnist_dir), "optimizer.bias_decay=maybe"], tmp_path)
     with pytest.raises(ValueError, match="optimizer.bias_decay='maybe'"):
-        build(cfg)
+        checked_build(cfg)
 
 
 # --- the two-device split with dropout on, through the Trainer --------------------------------------------------

@@ -42,3 +42,15 @@ def test_a_value_error_from_deep_inside_a_call_is_not_swallowed() -> None:
     with pytest.raises(ValueError, match="invalid literal") as e:
         instantiate("model", broken_factory)
     assert not isinstance(e.value, ConfigError)
+
+
+@pytest.mark.slow
+def test_a_run_checks_its_config_once(fmnist_dir, tmp_path, monkeypatch) -> None:
+    """#32: pipeline.train checks every value before the run directory is touched; build does not check again."""
+    import alexnet.train.build as build_module
+    from conftest import data_overrides, train_in_process
+
+    checked, real = [], build_module.check_config
+    monkeypatch.setattr(build_module, "check_config", lambda cfg: checked.append(cfg) or real(cfg))
+    summary = train_in_process([*data_overrides(fmnist_dir), "debug=fast"], tmp_path / "run")
+    assert summary["test"] and len(checked) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import data_overrides, evaluate_in_process, train_in_process
+from conftest import checked_build, data_overrides, evaluate_in_process, train_in_process
 
 
 def _run(tmp_path: Path, fmnist_dir: Path, name: str, *extra: str) -> Path:
@@ -43,7 +43,7 @@ def test_channels_last_and_compile_train_the_same_net(tmp_path: Path, fmnist_dir
 
 
 def test_a_wrong_compile_mode_is_named(train_cfg) -> None:
-    from alexnet.train.pipeline import ConfigError, build
+    from alexnet.train.pipeline import ConfigError
 
     with pytest.raises(ConfigError, match="speed.compile_options.mode='fast'"):
-        build(train_cfg("speed.compile_options.mode=fast"))
+        checked_build(train_cfg("speed.compile_options.mode=fast"))

@@ -9,6 +9,9 @@ import logging
 import os
 import warnings
 
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
 from alexnet.jobs.slurm import run_id
 
 RUN_ID = "ALEXNET_RUN_ID"  # conf/hydra/default.yaml names the run (and sweep) directory with it
@@ -20,6 +23,17 @@ def name_the_run() -> None:
     a config composed from Python (hydra.compose) resolves without any resolver of ours. One value per process: the
     directory Hydra creates and the one the run writes to are the same, and a launcher's job processes inherit it."""
     os.environ[RUN_ID] = run_id()
+
+
+def name_the_experiment(cfg: DictConfig) -> None:
+    """experiment_name in a Hydra task's config: conf/train.yaml reads it from Hydra's record of the choice
+    (hydra.runtime.choices.experiment), which Hydra takes out of the config it hands the task; here it is read from
+    HydraConfig instead, so the run's config.yaml, W&B group and tags name the experiment file the run composed. A
+    name given on the command line (experiment_name=...) stays."""
+    if cfg.get("experiment_name") is None and HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("experiment")
+        with open_dict(cfg):
+            cfg.experiment_name = choice
 
 
 def quiet_known_warnings() -> None:

@@ -80,10 +80,10 @@ def _innermost_frame(error: BaseException) -> Any:
 
 
 def build(cfg: DictConfig) -> tuple[AlexNetModule, ImageDataModule, list[L.Callback], dict[str, Any]]:
-    """The module, data, callbacks and tower placement (extra Trainer arguments) of a run. Every
-    constructor validates its own arguments, so a bad value stops here, before any training, with
-    the config group in the message."""
-    check_values(cfg)
+    """The module, data, callbacks and tower placement (extra Trainer arguments) of a run whose config check_values
+    has passed (pipeline.train checks it once, before the run directory is touched). Every constructor still
+    validates its own arguments (the same rules, config/rules.py, for a caller from Python), and a problem becomes a
+    ConfigError naming the config group, before any training."""
     datamodule = build_data(cfg)  # first: its own checks (e.g. PCA noise needs RGB) say most
     if cfg.data.get("num_classes") is None:  # data=imagefolder: as many as the folders hold, now in the run's config
         cfg.data.num_classes = datamodule.num_classes
