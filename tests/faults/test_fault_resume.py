@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,23 @@ def test_a_second_start_with_another_seed_leaves_the_run_resumable(entry, finish
 
     again = entry.run("train.py", f"resume={run}")
     assert again.returncode == 0, f"resume={run} is refused after the intruder:\n{again.stderr[-1500:]}"
+
+
+@pytest.mark.slow
+def test_the_record_a_process_killed_during_its_start_staged_is_cleared_by_the_next(entry, finished_run, tmp_path):
+    """A SIGKILL between Hydra writing a start's record (staged beside .hydra/, train/rundir.py) and the run's
+    acceptance leaves `.hydra.staged-PID/`; the next process to hold the run removes it, and only it."""
+    run = copy_run(finished_run[1], tmp_path / "run")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # a pid that has ended
+    stale = run / f".hydra.staged-{killed.pid}"
+    before = kept(run)
+    shutil.copytree(run / ".hydra", stale)
+
+    again = entry.run("train.py", f"resume={run}")
+    assert again.returncode == 0, again.output[-2000:]
+    assert not stale.exists(), "the killed start's staged record is still there"
+    assert changed_files(before, kept(run)) == [], "the run's own files changed"
 
 
 # --- a failed resume ------------------------------------------------------------------------------------------------

@@ -32,7 +32,14 @@ from alexnet.train.loggers import finish_wandb
 from alexnet.train.module import AlexNetModule
 from alexnet.train.optim import RateSchedule
 from alexnet.train.resume import check_checkpoint, existing_run, prune_metrics
-from alexnet.train.rundir import RunLock, WhenRestored, discard_hydra_record, hydra_record_subdir, promote_hydra_record
+from alexnet.train.rundir import (
+    RunLock,
+    WhenRestored,
+    discard_hydra_record,
+    discard_stale_records,
+    hydra_record_subdir,
+    promote_hydra_record,
+)
 
 __all__ = ["ConfigError", "Interrupted", "build", "build_data", "evaluate", "train"]
 
@@ -47,6 +54,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         if lock is not None:
             lock.acquire()
+            discard_stale_records(out)  # left by a process killed during its start (rundir.py)
         summary = _train(cfg, out, staged)
     except OSError as e:
         finish_wandb(e)  # the W&B run marked failed; nothing W&B raises may replace what is raised here

@@ -9,7 +9,8 @@ restored the run, changes nothing in it.
   src/train.py points Hydra's record at a staging folder beside it (`hydra.output_subdir`, `staging_subdir`); the
   pipeline moves it over `.hydra/` once the run is accepted and restored (`promote_hydra_record`), and discards it
   otherwise (`discard_hydra_record`): a refused resume, a second start with another seed or a resume that fails
-  leaves the run's own record, and so `resume=RUN`, as it was."""
+  leaves the run's own record, and so `resume=RUN`, as it was. A staged record whose process was killed before it
+  could discard it is removed by the next process that holds the lock (`discard_stale_records`)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,25 @@ def discard_hydra_record(out: Path, subdir: str | None) -> None:
     staged = _staged(out, subdir)
     if staged is not None:
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def discard_stale_records(out: Path) -> None:
+    """Staged records of processes that ended before they could discard theirs (a SIGKILL during a start): their
+    pid is gone. A staged record of a live process (one starting beside this one, to be refused) stays its own."""
+    for staged in out.glob(f"{STAGING}-*"):
+        pid = staged.name.removeprefix(f"{STAGING}-")
+        if staged.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class RunLock:
