@@ -6,14 +6,10 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import itertools
-import json
 import os
 import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +24,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+
+from forkserver import ForkServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -167,74 +165,21 @@ def train_here(tmp_path: Path, fmnist_dir: Path):
     return run
 
 
-class PrestartedScripts:
-    """Runs `python src/<script> ARGS` as a child of one pre-started interpreter (tests/prestarted.py): a real
-    process with its own argv, exit status, stdout and stderr, without starting torch, Lightning and Hydra again.
-    Safe to call from several threads: their commands run side by side."""
-
-    def __init__(self) -> None:
-        self._server: subprocess.Popen | None = None
-        self._ids = itertools.count()
-        self._answers: dict[int, dict] = {}
-        self._answered = threading.Condition()
-
-    def _read_answers(self, server: subprocess.Popen) -> None:
-        for line in server.stdout:
-            answer = json.loads(line)
-            with self._answered:
-                self._answers[answer["id"]] = answer
-                self._answered.notify_all()
-        with self._answered:  # the server ended: nobody waits for an answer that cannot come
-            self._answered.notify_all()
-
-    def _send(self, command: dict) -> subprocess.Popen:
-        with self._answered:
-            if self._server is None or self._server.poll() is not None:
-                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-                server = [sys.executable, str(Path(__file__).with_name("prestarted.py"))]
-                self._server = subprocess.Popen(server, cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                                                stdout=subprocess.PIPE, text=True)  # fmt: skip
-                ready = self._server.stdout.readline()
-                assert ready.startswith('{"ready"'), f"tests/prestarted.py did not start: {ready!r}"
-                threading.Thread(target=self._read_answers, args=(self._server,), daemon=True).start()
-            self._server.stdin.write(json.dumps(command) + "\n")
-            self._server.stdin.flush()
-            return self._server
-
-    def run(
-        self, script: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess:
-        env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
-        with tempfile.TemporaryDirectory() as tmp:
-            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-            command = {"id": next(self._ids), "script": str(ROOT / "src" / script), "args": list(args),
-                       "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err),
-                       "timeout": timeout}  # fmt: skip
-            server = self._send(command)
-            with self._answered:
-                self._answered.wait_for(lambda: command["id"] in self._answers or server.poll() is not None)
-                answer = self._answers.pop(command["id"], None)
-            argv = [sys.executable, command["script"], *args]
-            assert answer is not None, f"tests/prestarted.py ended while running {argv}"
-            if answer["timed_out"]:
-                raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text())
-            return subprocess.CompletedProcess(argv, answer["returncode"], out.read_text(), err.read_text())
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.stdin.close()
-            self._server.wait(timeout=60)
+def cli_environment(env: dict[str, str] | None) -> dict[str, str]:
+    """run_cli's children: `env` (default this process's environment), unbuffered, with Hydra's full tracebacks."""
+    return {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
 
 
 @pytest.fixture(scope="session")
-def run_cli():
+def run_cli() -> Iterator:
     """run_cli(script, *args, cwd=ROOT, timeout=600, env=None): `python src/<script> ARGS` as a child of a
-    pre-started interpreter, for tests of argv, exit codes, messages and sweeps (in `env`, default this process's
-    environment); returns a CompletedProcess with the output captured. Commands run side by side when called from
-    several threads. Signals (the test needs the process's id) and import-time output: run_script."""
-    scripts = PrestartedScripts()
-    yield scripts.run
-    scripts.close()
+    pre-started interpreter (tests/forkserver.py), for tests of argv, exit codes, messages and sweeps (in `env`,
+    default this process's environment); returns a CompletedProcess with the output captured, or raises
+    subprocess.TimeoutExpired. Commands run side by side when called from several threads. Signals (the test needs
+    the process's id) and import-time output: run_script."""
+    server = ForkServer(cli_environment)
+    yield server.run
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,14 @@ from faultkit import (
     NARROW,
     ROOT,
     Finished,
-    Launcher,
     data_args,
+    fault_environment,
     load_checkpoint,
     stop_mid_epoch,
     write_fashion_like,
 )
+
+from forkserver import ForkServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,11 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def entry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    """entry.run(script, *args, cwd=, env=) -> Finished; entry.start(...) -> Started (pid, wait())."""
-    launcher = Launcher(tmp_path_factory.mktemp("launcher"))
-    yield launcher
-    launcher.close()
+def entry() -> Iterator[ForkServer]:
+    """entry.run(script, *args, cwd=, timeout=, env=) -> Finished; entry.start(...) -> Started (pid, signal(),
+    wait()); `env` adds to this process's environment (fault_environment)."""
+    server = ForkServer(fault_environment)
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +56,7 @@ def fm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, fm_data: Path, entry: Launcher) -> tuple[Finished, Path]:
+def finished_run(tmp_path_factory: pytest.TempPathFactory, fm_data: Path, entry: ForkServer) -> tuple[Finished, Path]:
     """One finished debug=fast run of the default net (read it, or copy it before changing anything)."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
     result = entry.run("train.py", *data_args(fm_data), *FAST, f"hydra.run.dir={run_dir}")
@@ -62,7 +65,9 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, fm_data: Path, entry:
 
 
 @pytest.fixture(scope="session")
-def interrupted_run(tmp_path_factory: pytest.TempPathFactory, fm_data: Path, entry: Launcher) -> tuple[Finished, Path]:
+def interrupted_run(
+    tmp_path_factory: pytest.TempPathFactory, fm_data: Path, entry: ForkServer
+) -> tuple[Finished, Path]:
     """A narrow-net LONG run stopped by SIGTERM a few steps into its first epoch: checkpoints/on_exception.ckpt
     holds its state (copy it before changing anything)."""
     run_dir = tmp_path_factory.mktemp("interrupted") / "run"

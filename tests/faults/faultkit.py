@@ -1,6 +1,6 @@
-"""Helpers of the fault tests (issue #30; the fixtures are in conftest.py): the entry points run as real processes (a
-fork server that has imported torch, Lightning and Hydra once), small generated Fashion-MNIST files, snapshots of a
-directory's bytes, and tmpfs mounts (a full disk, a read-only directory).
+"""Helpers of the fault tests (issue #30; the fixtures are in conftest.py): the environment of the entry points,
+which run as children of the fork server (tests/forkserver.py: torch, Lightning and Hydra imported once), small
+generated Fashion-MNIST files, snapshots of a directory's bytes, and tmpfs mounts (a full disk, a read-only directory).
 
 Nothing here imports the project's package: every test goes through src/*.py and reads what they write with the
 standard library, yaml or torch.load."""
@@ -11,25 +11,21 @@ import contextlib
 import csv
 import gzip
 import hashlib
-import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from forkserver import Finished, ForkServer
+
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-LAUNCHER = Path(__file__).with_name("launcher.py")
 TRAIN_IMAGES, TEST_IMAGES, VAL_IMAGES = 600, 200, 88  # 512 training images: 16 batches of 32
 BATCHES_PER_EPOCH = 16
 
@@ -76,99 +72,12 @@ LONG = [
 # --- the entry points as processes -------------------------------------------------------------------------------
 
 
-@dataclass
-class Finished:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-class Started:
-    """One command running in the fork server's child: its pid, its output so far, wait()."""
-
-    def __init__(self, launcher: Launcher, command: dict, pid: int) -> None:
-        self.launcher, self.command, self.pid = launcher, command, pid
-
-    def output_so_far(self) -> str:
-        return "".join(Path(self.command[k]).read_text(errors="replace") for k in ("stdout", "stderr"))
-
-    def signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, sig)
-
-    def wait(self, timeout: float = 300) -> Finished:
-        code = self.launcher.wait_for(self.command["id"], timeout, self.pid)
-        out, err = (Path(self.command[k]).read_text(errors="replace") for k in ("stdout", "stderr"))
-        return Finished([self.command["script"], *self.command["args"]], code, out, err)
-
-
-class Launcher:
-    """Talks to tests/faults/launcher.py (one per session); thread-safe."""
-
-    def __init__(self, scratch: Path) -> None:
-        self.scratch = scratch
-        self.lock = threading.Condition()
-        self.messages: dict[tuple[int, str], int] = {}
-        self.next_id = 0
-        self.server = subprocess.Popen(
-            [sys.executable, str(LAUNCHER)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        ready = self.server.stdout.readline()
-        assert ready.startswith('{"ready"'), f"tests/faults/launcher.py did not start: {ready!r}"
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.server.stdout:
-            message = json.loads(line)
-            with self.lock:
-                kind = "pid" if "pid" in message else "returncode"
-                self.messages[(message["id"], kind)] = message[kind]
-                self.lock.notify_all()
-        with self.lock:
-            self.lock.notify_all()
-
-    def start(self, script: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> Started:
-        with self.lock:
-            command_id, self.next_id = self.next_id, self.next_id + 1
-        out = self.scratch / f"{command_id}"
-        command = {
-            "id": command_id, "script": str(SRC / script), "args": [str(a) for a in args], "cwd": str(cwd),
-            "env": {**os.environ, **(env or {})},
-            "stdout": f"{out}.out", "stderr": f"{out}.err",
-        }  # fmt: skip
-        for key in [k for k in command["env"] if k.startswith(("PL_", "PYTEST_", "HYDRA_FULL_ERROR"))]:
-            del command["env"][key]
-        with self.lock:
-            self.server.stdin.write(json.dumps(command) + "\n")
-            self.server.stdin.flush()
-            self.lock.wait_for(lambda: (command_id, "pid") in self.messages or self.server.poll() is not None)
-            pid = self.messages.get((command_id, "pid"))
-        assert pid is not None, "the fork server ended"
-        return Started(self, command, pid)
-
-    def wait_for(self, command_id: int, timeout: float, pid: int) -> int:
-        with self.lock:
-            done = self.lock.wait_for(lambda: (command_id, "returncode") in self.messages, timeout=timeout)
-            if not done:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                self.lock.wait_for(lambda: (command_id, "returncode") in self.messages, timeout=30)
-                pytest.fail(f"command {command_id} ran over {timeout} s")
-            return self.messages[(command_id, "returncode")]
-
-    def run(self, script: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
-            timeout: float = 300) -> Finished:  # fmt: skip
-        return self.start(script, *args, cwd=cwd, env=env).wait(timeout)
-
-    def close(self) -> None:
-        self.server.stdin.close()
-        self.server.wait(timeout=120)
+def fault_environment(env: dict[str, str] | None) -> dict[str, str]:
+    """The entry points' environment (ForkServer's `environment`): this process's with `env` added, less what a
+    user's shell does not have: pytest's PYTEST_*, Lightning's PL_* (a seed exported by seed_everything) and
+    HYDRA_FULL_ERROR, which turns the messages under test into tracebacks."""
+    merged = {**os.environ, **(env or {})}
+    return {k: v for k, v in merged.items() if not k.startswith(("PL_", "PYTEST_", "HYDRA_FULL_ERROR"))}
 
 
 def fresh_interpreter(code: str, timeout: float = 120, cwd: Path = ROOT) -> Finished:
@@ -251,13 +160,13 @@ def tmpfs(mountpoint: Path, size: str = "1m", populate: Callable[[Path], None] |
 NARROW = ["model.width=0.125", "model.fc_width=64"]
 
 
-def stop_mid_epoch(entry: Launcher, run_dir: Path, overrides: list[str], after_step: int, sig: int) -> Finished:
+def stop_mid_epoch(entry: ForkServer, run_dir: Path, overrides: list[str], after_step: int, sig: int) -> Finished:
     """Start a LONG run of `overrides` into `run_dir` and send `sig` once metrics.csv shows step `after_step`."""
     started = entry.start("train.py", *overrides, f"hydra.run.dir={run_dir}")
     metrics = run_dir / "metrics.csv"
 
     def reached() -> bool:
-        if started.launcher.messages.get((started.command["id"], "returncode")) is not None:
+        if started.returncode is not None:
             return True  # ended on its own: the caller's checks say what went wrong
         if not metrics.is_file():
             return False
