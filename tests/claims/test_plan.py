@@ -1,6 +1,7 @@
 """The seed plan (#29): exact power, the committed plan regenerates from the pilot reports, and its seeds are new."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,23 @@ def test_seeds_for_is_the_first_count_with_80_percent_power():
     assert plan.power(n, 0.01, 0.0089, 0.05 / 28) >= 0.8 > plan.power(n - 1, 0.01, 0.0089, 0.05 / 28)
 
 
-def test_committed_plan_is_what_the_pilot_reports_give():
+def pilot_reports(tmp_path: Path) -> Path:
+    """A root holding every claim's claim.json as committed with the plan (the pilot's reports: a claim's report is
+    regenerated from its planned seeds once they have run) and today's committed runs."""
+    added = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "experiments/plan.yaml"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
+    for claim in {c for s in plan.SWEEPS.values() for c in s["claims"]}:
+        shown = subprocess.run(["git", "show", f"{added}:experiments/{claim}/claim.json"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        (tmp_path / "experiments" / claim).mkdir(parents=True)
+        (tmp_path / "experiments" / claim / "claim.json").write_text(shown)
+    (tmp_path / "experiments" / "runs").symlink_to(ROOT / "experiments" / "runs")  # read for CPU time (not compared)
+    return tmp_path
+
+
+def test_committed_plan_is_what_the_pilot_reports_give(tmp_path: Path):
     committed = plan.load()
-    rebuilt = plan.build()
+    rebuilt = plan.build(pilot_reports(tmp_path))
     for key in ("fixed", "cpu_hours_planned"):
         committed.pop(key), rebuilt.pop(key)
     for s in (*committed["sweeps"].values(), *rebuilt["sweeps"].values()):
