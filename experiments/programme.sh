@@ -29,6 +29,7 @@ print(",".join(map(str, s["pilot"]["seeds"] + s["new_seeds"])))' "$1"
 }
 
 sweep() { # NAME DIR [overrides]: one multirun into DIR, resumable; its wall time adds up in DIR/sweep_seconds
+  # (only when the multirun ends: a killed segment adds nothing, so reports count the runs' own wall_seconds)
   local name=$1 dir=$2
   shift 2
   local start before

@@ -108,6 +108,11 @@ def test_a_report_on_the_committed_pilot_says_pending_lists_its_machines_and_che
     if done < 11:
         assert f"**pending** ({done} of 11 planned seeds: no verdict yet)" in text
     assert "not recorded (10 runs)" in text  # the pilot ran before runs recorded their CPU
+    # the time is the runs' own, summed: a sweep's wall clock misses every segment of a sweep that was stopped
+    summaries = sorted((ROOT / "experiments" / "runs" / "ablate_towers" / "programme").glob("*/summary.json"))
+    hours = sum(json.loads(s.read_text())["wall_seconds"] for s in summaries) / 3600
+    assert f"Run time: {hours:.2f} h, the sum of the {len(summaries)} runs' own wall time" in text
+    assert "Whole sweep" not in text
     prereg = next(line for line in text.splitlines() if line.startswith("Pre-registration"))
     known = subprocess.run(["git", "cat-file", "-e", "a8f896d^{commit}"], cwd=ROOT).returncode == 0
     if known:  # a checkout with its history: the pilot ran at a8f896d, after its budget and claim were last changed

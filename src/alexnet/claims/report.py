@@ -82,7 +82,6 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None, wandb: 
     if curves:
         figures.append(curves)
 
-    seconds = [_read_seconds(s) for s in sweeps]
     commits = sorted({f"{r.record.git['commit'][:7]}{' (dirty)' if r.record.git.get('dirty') else ''}" for r in runs})
     regenerate = f"bash experiments/programme.sh {experiment}"
     tuning = claim.get("tuning_seeds")
@@ -98,7 +97,7 @@ def report(sweeps: list[Path], out: Path, experiment: str | None = None, wandb: 
         f"seeds {sorted({r.seed for rs in arms.values() for r in rs})}"
         + (f" ({select_by} chosen per arm on tuning seeds {tuning}: {len(runs)} runs in all)" if tuning else "")
         + f", code at commit {', '.join(commits)}. "
-        + (f"Whole sweep: {sum(seconds) / 60:.1f} min wall on a 2-core CPU. " if all(seconds) else "")
+        + _compute(runs)
         + f"Setting: {_setting(runs[0], select_by)}."
         + _target_note(runs[0], claim),
         "",
@@ -268,9 +267,21 @@ def _running_window(run: Run) -> int:
     return int(((run.cfg.get("callbacks") or {}).get("train_error_target") or {}).get("window", 20))
 
 
-def _read_seconds(sweep: Path) -> float | None:
-    path = sweep / "sweep_seconds"
-    return float(path.read_text()) if path.is_file() else None
+def _compute(runs: list[Run]) -> str:
+    """The CPU time the runs took, from each run's own record: a sweep's wall clock would count its pauses and
+    miss the segments of a sweep that was stopped and resumed."""
+    walls = [r.record.wall_seconds for r in runs]
+    threads = sorted({t for r in runs if (t := (r.record.machine or {}).get("threads"))})
+    unknown = sum(1 for r in runs if not (r.record.machine or {}).get("threads"))
+    return (
+        f"Run time: {sum(w or 0 for w in walls) / 3600:.2f} h, the sum of the {len(runs)} runs' own wall time "
+        "(a resumed run counts its last segment"
+        + (f"; {walls.count(None)} runs recorded none" if None in walls else "")
+        + ")"
+        + (f", at {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''} a run" if threads else "")
+        + (f" ({unknown} runs did not record their threads)" if threads and unknown else "")
+        + ". "
+    )
 
 
 def _setting(run: Run, select_by: str | None) -> str:
