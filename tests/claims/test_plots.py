@@ -23,17 +23,19 @@ def arms() -> dict:
 
 def test_each_arm_has_a_mean_line_with_its_band_beside_the_seeds_thin_lines(tmp_path: Path) -> None:
     by_arm = arms()
+    seeds = len(by_arm["dropout"])  # the committed sweep's seeds: the pilot's and the plan's
+    assert seeds == len(by_arm["no_dropout"]) >= 5
     fig, ax = learning_curves_figure(by_arm, "dropout")
     thick = [line for line in ax.lines if line.get_linewidth() > 1.5]
     thin = [line for line in ax.lines if line.get_linewidth() < 1.0]
     assert len(thick) == 4  # two arms x (validation, eval-mode training error)
-    assert len(thin) == 4 * 5  # and every seed's own curve
+    assert len(thin) == 4 * seeds  # and every seed's own curve
     assert len(ax.collections) == 4  # one band per mean line
-    assert all("mean ± sd of 5 seeds" in line.get_label() for line in thick)
+    assert all(f"mean ± sd of {seeds} seeds" in line.get_label() for line in thick)
     # the mean line is the mean of the seeds' curves at each epoch
-    val = [line for line in thin[:5]]
+    val = [line for line in thin[:seeds]]
     mean = thick[0].get_ydata()
-    assert abs(mean[-1] - sum(line.get_ydata()[-1] for line in val) / 5) < 1e-9
+    assert abs(mean[-1] - sum(line.get_ydata()[-1] for line in val) / seeds) < 1e-9
     assert learning_curves(by_arm, tmp_path / "curves.png", "dropout").is_file()
 
 
