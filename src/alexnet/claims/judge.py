@@ -31,7 +31,8 @@ def compare(metric: str, paper: Any, ref: list[Run], abl: list[Run], paired: boo
     spec = REPORTED if paper is None else parse_spec(paper)
     if paired:
         by_seed = {r.seed: r for r in ref}
-        pairs = [(by_seed[a.seed], a) for a in abl if a.seed in by_seed]
+        # in seed order (the sweep's folders sort as text: seed 101 before seed 2), as the reports list them
+        pairs = [(by_seed[a.seed], a) for a in sorted(abl, key=lambda run: run.seed) if a.seed in by_seed]
         paired = bool(pairs)  # one pair: values by seed, no interval (judge_values says so)
     if not paired:
         pairs = list(zip(ref, abl, strict=False))
