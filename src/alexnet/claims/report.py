@@ -271,8 +271,8 @@ def _compute(runs: list[Run]) -> str:
     """The CPU time the runs took, from each run's own record: a sweep's wall clock would count its pauses and
     miss the segments of a sweep that was stopped and resumed."""
     walls = [r.record.wall_seconds for r in runs]
-    threads = sorted({t for r in runs if (t := (r.record.machine or {}).get("threads"))})
-    unknown = sum(1 for r in runs if not (r.record.machine or {}).get("threads"))
+    recorded = [(r.record.machine or {}).get("threads") for r in runs]
+    threads, unknown = sorted(set(filter(None, recorded))), sum(1 for t in recorded if not t)
     return (
         f"Run time: {sum(w or 0 for w in walls) / 3600:.2f} h, the sum of the {len(runs)} runs' own wall time "
         "(a resumed run counts its last segment"
