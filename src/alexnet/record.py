@@ -53,8 +53,11 @@ class RunRecord:
     test_by_crops: dict[str, dict[str, float]] = field(default_factory=dict)
     train_eval: dict[str, float] = field(default_factory=dict)
     checkpoints: dict[str, str | None] = field(default_factory=dict)
+    # both over every start of the run, each earlier one up to the checkpoint the next continued
+    # (train.rundir.RunClock); a run recorded before `starts` existed (starts None) counts only its last start
     fit_seconds: float | None = None
     wall_seconds: float | None = None
+    starts: int | None = None  # the starts that trained the run: 1, or more when resumed; None: not known
     extra: dict[str, Any] = field(default_factory=dict)  # what callbacks add (SummaryContributor.summary)
 
     def to_json(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -120,6 +121,25 @@ def test_a_report_on_the_committed_pilot_says_pending_lists_its_machines_and_che
         assert "claim block (conf/claim/ablate_towers.yaml) at 7910a14" in prereg
     else:
         assert "not checked" in prereg
+
+
+def test_a_reports_run_time_says_which_runs_count_every_start(tmp_path: Path) -> None:
+    """Runs that record their starts count each one; runs recorded before (the pilot's) count only their last."""
+    from alexnet.claims.report import report
+
+    runs = tmp_path / "programme"
+    shutil.copytree(ROOT / "experiments" / "runs" / "ablate_towers" / "programme", runs)
+    summaries = sorted(runs.glob("*_seed1[0-9][0-9]/summary.json"))  # the plan's new seeds
+    for i, path in enumerate(summaries):
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "starts": 2 if i == 0 else 1}))
+    report([runs], tmp_path / "towers")
+    text = (tmp_path / "towers" / "report.md").read_text()
+    others = len(list(runs.glob("*/summary.json"))) - len(summaries)
+    assert (
+        f"(every start counted for {len(summaries)} runs, 1 of them resumed; the other {others}, recorded before "
+        "starts were counted, count their last segment if resumed)" in text
+    )
 
 
 def test_a_row_judged_under_a_rule_changed_after_its_runs_says_what_the_first_rule_gave() -> None:

@@ -93,7 +93,10 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(
     run = tmp_path / "run"
     interrupted(fmnist_dir, run, signal.SIGKILL).wait()
     assert not (run / "summary.json").exists()
+    before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RunClock"]["seconds"]
+    began = time.time()
     resumed = run_cli("train.py", f"resume={run}", timeout=300)
+    took = time.time() - began
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-3000:]
     assert "resuming" in out
@@ -101,6 +104,10 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(
     rows = (run / "metrics.csv").read_text().splitlines()[1:]
     epochs = [r.split(",")[0] for r in rows]
     assert sorted(set(epochs)) == ["0", "1", "2"]  # metrics.csv continued, not restarted
+    # the run's time counts the killed start up to its checkpoint, and the resumed start once
+    summary, first = (json.loads((d / "summary.json").read_text()) for d in (run, reference))
+    assert summary["starts"] == 2 and first["starts"] == 1
+    assert before > 0 and before < summary["wall_seconds"] <= before + took + 0.1
 
 
 @pytest.mark.slow

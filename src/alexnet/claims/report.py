@@ -275,12 +275,27 @@ def _compute(runs: list[Run]) -> str:
     threads, unknown = sorted(set(filter(None, recorded))), sum(1 for t in recorded if not t)
     return (
         f"Run time: {sum(w or 0 for w in walls) / 3600:.2f} h, the sum of the {len(runs)} runs' own wall time "
-        "(a resumed run counts its last segment"
+        f"({_starts_counted([r.record.starts for r in runs])}"
         + (f"; {walls.count(None)} runs recorded none" if None in walls else "")
         + ")"
         + (f", at {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''} a run" if threads else "")
         + (f" ({unknown} runs did not record their threads)" if threads and unknown else "")
         + ". "
+    )
+
+
+def _starts_counted(starts: list[int | None]) -> str:
+    """Which starts the runs' wall times count: every one (record.RunRecord.starts), or, for runs recorded before
+    starts were counted (None), only the last of a resumed run."""
+    counted = [s for s in starts if s is not None]
+    resumed = f"{sum(s > 1 for s in counted)} of them resumed"
+    if not counted:
+        return "a resumed run counts its last segment"
+    if len(counted) == len(starts):
+        return f"every start of each run counted: {resumed}"
+    return (
+        f"every start counted for {len(counted)} runs, {resumed}; the other {len(starts) - len(counted)}, recorded "
+        "before starts were counted, count their last segment if resumed"
     )
 
 

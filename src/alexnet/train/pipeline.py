@@ -33,6 +33,7 @@ from alexnet.train.module import AlexNetModule
 from alexnet.train.optim import RateSchedule
 from alexnet.train.resume import check_checkpoint, existing_run, prune_metrics
 from alexnet.train.rundir import (
+    RunClock,
     RunLock,
     WhenRestored,
     discard_hydra_record,
@@ -104,8 +105,8 @@ def _train(cfg: DictConfig, out: Path, staged: str | None) -> dict[str, Any]:
             logger.log_hyperparams(module.run_config)
         promote_hydra_record(out, staged)
 
-    restored = WhenRestored(record_start)
-    callbacks = [*callbacks, FollowMovedRun(), restored]
+    restored, clock = WhenRestored(record_start), RunClock(started)
+    callbacks = [*callbacks, FollowMovedRun(), restored, clock]
     plugins = [*placement.pop("plugins", []), AtomicCheckpointIO()]
     trainer: L.Trainer = instantiate(
         "trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **placement
@@ -116,9 +117,10 @@ def _train(cfg: DictConfig, out: Path, staged: str | None) -> dict[str, Any]:
     else:
         state = "tested"
     restored.run_once()  # a fit with nothing left to train (its loop skipped), or a test alone
-    fit_seconds = time.time() - started
     # read before the test: testing a checkpoint restores every callback's state from it (Lightning restores
-    # callbacks in every stage), so a plateau schedule tested at its best epoch would report only the cuts before it
+    # callbacks in every stage), so a plateau schedule tested at its best epoch would report only the cuts before it,
+    # and the clock would go back to that checkpoint's time
+    fit_seconds, earlier, starts = clock.seconds(), clock.earlier, clock.starts
     trained = training_record(trainer)
 
     by_crops: dict[str, dict[str, float]] = {}
@@ -136,7 +138,9 @@ def _train(cfg: DictConfig, out: Path, staged: str | None) -> dict[str, Any]:
 
     record = record_run(cfg, trainer, module, datamodule, by_crops, train_eval, trained)
     record.git, record.machine = provenance, machine()
-    record.fit_seconds, record.wall_seconds = round(fit_seconds, 1), round(time.time() - started, 1)
+    record.fit_seconds, record.wall_seconds = round(fit_seconds, 1), round(earlier + time.time() - started, 1)
+    # unknown for a test alone, and for a run resumed from a checkpoint saved before the clock was
+    record.starts = starts if cfg.train and (state == "fresh" or clock.restored) else None
     if trainer.is_global_zero:
         record.write(out / "summary.json")
     return record.to_json()

@@ -19,8 +19,10 @@ import fcntl
 import os
 import shutil
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
@@ -154,3 +156,23 @@ class WhenRestored(L.Callback):
         if not self.done:
             self.done = True
             self.action()
+
+
+class RunClock(L.Callback):
+    """A run's wall time over all its starts. Every checkpoint saves the seconds run so far (the earlier starts' and
+    this one's up to the save), and a resumed start restores them: its record counts each earlier start up to the
+    checkpoint it continues, once (what an interrupted start ran after that checkpoint is run again, and counted
+    then). `starts`: the starts that trained the run; `restored`: whether a checkpoint gave the clock its time (a
+    checkpoint written before the clock existed does not)."""
+
+    def __init__(self, started: float) -> None:
+        self.started, self.earlier, self.starts, self.restored = started, 0.0, 1, False
+
+    def seconds(self) -> float:
+        return self.earlier + time.time() - self.started
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds(), "starts": self.starts}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.earlier, self.starts, self.restored = float(state_dict["seconds"]), int(state_dict["starts"]) + 1, True
