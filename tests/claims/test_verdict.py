@@ -272,3 +272,18 @@ def test_no_module_of_the_claims_wing_but_verdict_decides_an_outcome_by_its_word
 def _is_key_of_a_list(value: ast.AST, node: ast.AST) -> bool:
     """`claim["reported"]`-like keys name a list of rows, not an outcome."""
     return isinstance(node, ast.Dict) and value in node.keys and value.value == "reported"
+
+
+def test_the_results_table_counts_the_claims_still_short_of_their_planned_seeds() -> None:
+    from alexnet.claims.index import results_table
+
+    folder = Path(__file__).resolve().parents[2] / "experiments"
+    paths = sorted(folder.glob("*/claim.json"))
+    claims = [json.loads(p.read_text()) for p in paths]
+    pending = sum(c["comparisons"][0]["verdict"] == "pending" for c in claims)
+    status = results_table(paths, claims, folder).splitlines()[-1]
+    if pending:
+        done = f"{len(claims) - pending} of {len(claims)} claims have the seeds experiments/plan.yaml planned for them"
+        assert status.startswith(f"{done}; {pending} {'is' if pending == 1 else 'are'} pending")
+    else:
+        assert status == f"All {len(claims)} claims have the seeds experiments/plan.yaml planned for them."

@@ -92,11 +92,12 @@ def results_table(paths: list[Path], claims: list[dict], folder: Path) -> str:
         rows.append([f"§{c['section']} {c['claim']} ({head['metric']})", paper, f"{delta} {interval}",
                      verdict_cells(head)[0], report])  # fmt: skip
         pending += head["verdict"] == Outcome.PENDING
-    status = (
-        f"{len(claims) - pending} of {len(claims)} claims have the seeds experiments/plan.yaml planned for them; "
-        f"{pending} are pending (their Δ so far shown, no verdict until their planned seeds finish)."
-    )
-    return markdown_table(RESULTS_HEADER, rows) + "\n\n" + status
+    done = "All" if not pending else f"{len(claims) - pending} of"
+    status = f"{done} {len(claims)} claims have the seeds experiments/plan.yaml planned for them"
+    if pending:
+        verb = "is" if pending == 1 else "are"
+        status += f"; {pending} {verb} pending (their Δ so far shown, no verdict until their planned seeds finish)"
+    return markdown_table(RESULTS_HEADER, rows) + "\n\n" + status + "."
 
 
 def _rewrite_report(report_md: Path, comparisons: list[dict]) -> None:
